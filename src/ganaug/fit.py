@@ -1,0 +1,162 @@
+"""The classifier training loop as explicit functions: build, fit (best epoch by validation), predict.
+
+The data set lives in memory as uint8 tensors; a step gathers a batch by index, scales it to
+[0, 1], optionally augments it, and runs the model under bf16 autocast where that is native.
+No per-sample Python, PIL or DataLoader workers are on this path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from torch import nn
+
+from .augment import ClassicalAugment
+from .config import ClassifierConfig, OptimConfig
+from .data import DatasetInfo
+from .models.classifiers import CLASSIFIERS
+from .progress import progress_bar
+from .runtime import autocast
+
+EVAL_BATCH = 1000  # inference batch; only memory depends on it
+
+
+def build_classifier(arch: str, info: DatasetInfo, **model_kwargs) -> nn.Module:
+    return CLASSIFIERS[arch](num_classes=info.num_classes, mean=info.mean, std=info.std, **model_kwargs)
+
+
+def to_input(x_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1] (the contract's model input)."""
+    x = x_uint8.unsqueeze(1).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def make_optimizer(model: nn.Module, optim: OptimConfig, total_steps: int):
+    # No weight decay on biases and normalisation parameters (standard practice).
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if optim.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(groups, lr=optim.lr)
+    if optim.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, optim.lr, total_steps=total_steps,
+                                                    pct_start=optim.warmup_fraction)
+    elif optim.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    return opt, sched
+
+
+def epochs_for(optim: OptimConfig, n_train: int) -> int:
+    """The configured epochs, raised so that small subsets still get ``min_steps`` updates."""
+    steps_per_epoch = math.ceil(n_train / optim.batch_size)
+    return max(optim.epochs, math.ceil(optim.min_steps / steps_per_epoch))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, channels_last: bool = False,
+            batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 images, in fp32 so they match the exported ONNX model."""
+    model.eval()
+    out = [model(to_input(x[i:i + batch_size].to(device), channels_last)).float().cpu()
+           for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def scores(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Loss and the contract's scores (precision, recall and f1 are macro averages)."""
+    pred = logits.argmax(1).numpy()
+    true = y.numpy()
+    precision, recall, f1, _ = precision_recall_fscore_support(true, pred, average="macro",
+                                                               zero_division=0)
+    return {"loss": float(F.cross_entropy(logits, y)), "accuracy": float(accuracy_score(true, pred)),
+            "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+@dataclass
+class FitResult:
+    history: dict = field(default_factory=lambda: {"train_loss": [], "train_accuracy": [],
+                                                   "val_loss": [], "val_accuracy": []})
+    best_epoch: int = 0
+    epochs: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+
+def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: torch.Tensor,
+        val_x: torch.Tensor, val_y: torch.Tensor, *, device: torch.device, precision: str,
+        generator: torch.Generator, augment: ClassicalAugment | None = None,
+        description: str = "train", logger=None) -> FitResult:
+    """Train ``model`` in place and leave it at the epoch with the best validation accuracy.
+
+    Ties on validation accuracy go to the lower validation loss. Returns the per-epoch history.
+    """
+    model.to(device)
+    if optim.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_x, train_y = train_x.to(device), train_y.to(device)
+    n = len(train_y)
+    epochs = epochs_for(optim, n)
+    steps_per_epoch = math.ceil(n / optim.batch_size)
+    opt, sched = make_optimizer(model, optim, epochs * steps_per_epoch)
+    result = FitResult(epochs=epochs)
+    best_key, best_state = None, None
+    start = time.perf_counter()
+    train_seconds = 0.0
+    bar = progress_bar(total=epochs * steps_per_epoch, desc=description, unit="step")
+    for epoch in range(epochs):
+        model.train()
+        epoch_start = time.perf_counter()
+        order = torch.randperm(n, generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for i in range(0, n, optim.batch_size):
+            idx = order[i:i + optim.batch_size]
+            x = to_input(train_x[idx], optim.channels_last)
+            y = train_y[idx]
+            if augment is not None:
+                x = augment(x, generator)
+            with autocast(device, precision):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=optim.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == y).sum()
+            bar.update()
+        train_seconds += time.perf_counter() - epoch_start
+        val = scores(predict(model, val_x, device, optim.channels_last), val_y)
+        history = result.history
+        history["train_loss"].append(float(loss_sum) / n)
+        history["train_accuracy"].append(float(correct) / n)
+        history["val_loss"].append(val["loss"])
+        history["val_accuracy"].append(val["accuracy"])
+        key = (val["accuracy"], -val["loss"])
+        if best_key is None or key > best_key:
+            best_key, result.best_epoch = key, epoch + 1
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{history['train_loss'][-1]:.3f}",
+                        acc=f"{history['train_accuracy'][-1]:.3f}", val_acc=f"{val['accuracy']:.3f}")
+        if logger is not None:
+            logger.scalars(epoch + 1, {k: v[-1] for k, v in history.items()})
+    bar.close()
+    model.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - start
+    result.images_per_second = epochs * n / max(train_seconds, 1e-9)
+    return result
+
+
+def per_class_counts(y: torch.Tensor, num_classes: int) -> list[int]:
+    return np.bincount(y.numpy(), minlength=num_classes).tolist()

@@ -1,0 +1,83 @@
+"""Device, precision, seeding and process settings that make training fast and repeatable."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import random
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+# glibc returns freed memory to the OS eagerly and serves big blocks with fresh mmaps, so every
+# training step pays thousands of page faults (measured here: 4,900 per CNN step, 15-50% slower).
+# These thresholds keep the memory in the heap. `tune_malloc` applies them to the running process
+# (mallopt) at start-up; `training_env` puts them in the environment of child processes.
+MMAP_THRESHOLD = 1 << 30
+TRIM_THRESHOLD = 1 << 32
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
+              "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+
+
+def tune_malloc() -> bool:
+    """Apply the thresholds to this process; False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        int_max = 2**31 - 1  # mallopt takes a C int
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, min(MMAP_THRESHOLD, int_max))
+                    and libc.mallopt(_M_TRIM_THRESHOLD, min(TRIM_THRESHOLD, int_max)))
+    except (OSError, AttributeError):
+        return False
+
+
+def training_env(base: dict | None = None) -> dict:
+    """An environment for a child training process: ``base`` (default os.environ) + malloc settings."""
+    env = dict(os.environ if base is None else base)
+    env.update(MALLOC_ENV)
+    return env
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was requested but no CUDA device is available; use "
+                        "--device cpu or auto")
+    return torch.device(name)
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether the hardware computes bf16 natively (AVX512-BF16/AMX on CPU, Ampere+ on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast for the forward pass of training; a no-op for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed every RNG training touches; return a generator for data order and augmentation."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(n)
