@@ -3,6 +3,7 @@ construction with messages a user understands. Every number that shapes training
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import UserError
@@ -17,6 +18,13 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 def check(condition: bool, message: str) -> None:
     if not condition:
         raise UserError(message)
+
+
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: int) -> None:
+    check(0 <= seed <= MAX_SEED, f"--seed must be in 0..{MAX_SEED}; got {seed}")
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -44,8 +52,9 @@ class OptimConfig:
     def __post_init__(self):
         check(self.epochs >= 1, f"--epochs must be at least 1; got {self.epochs}")
         check(self.batch_size >= 1, f"--batch-size must be at least 1; got {self.batch_size}")
-        check(self.lr > 0, f"--lr must be positive; got {self.lr}")
-        check(self.weight_decay >= 0, f"weight decay must be >= 0; got {self.weight_decay}")
+        check(math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number; got {self.lr}")
+        check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+              f"weight decay must be a number >= 0; got {self.weight_decay}")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check(0 <= self.warmup_fraction < 1, "warmup_fraction must be in [0, 1)")
@@ -127,8 +136,9 @@ class ClassifierConfig:
         check_choice("--dataset", self.dataset, tuple(DATASETS))
         check(0 < self.fraction <= 1, f"--fraction must be in (0, 1]; got {self.fraction}")
         check(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1); got {self.val_fraction}")
-        check(self.seed >= 0, f"--seed must be >= 0; got {self.seed}")
-        check(self.synthetic_ratio >= 0, f"--synthetic-ratio must be >= 0; got {self.synthetic_ratio}")
+        check_seed(self.seed)
+        check(math.isfinite(self.synthetic_ratio) and self.synthetic_ratio >= 0,
+              f"--synthetic-ratio must be a number >= 0; got {self.synthetic_ratio}")
         check((self.synthetic_ratio > 0) == (self.synthetic_from is not None),
               "--synthetic-from and a positive --synthetic-ratio go together")
         check(0 <= self.synthetic_min_confidence < 1, "synthetic_min_confidence must be in [0, 1)")

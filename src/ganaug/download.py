@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -69,6 +70,11 @@ def download(data_dir: str | Path, dataset: str, mirror: str | None = None) -> l
     for base in mirrors:
         if not base.startswith(("http://", "https://")):
             raise UserError(f"--mirror must be an http(s) URL, got {base!r}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the data folder {folder} ({exc.strerror}); pass a "
+                        "--data-dir you can write to") from None
     report = []
     for name, (size, sha) in info.checksums.items():
         if file_problem(folder / name, size, sha) is None:
@@ -79,8 +85,10 @@ def download(data_dir: str | Path, dataset: str, mirror: str | None = None) -> l
             url = base.rstrip("/") + "/" + name
             try:
                 payload = _fetch(url)
-            except (urllib.error.URLError, OSError) as exc:
-                errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+            # HTTPException: a dropped connection (IncompleteRead); ValueError: a malformed URL
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+                errors.append(f"{url}: {reason}")
                 continue
             if len(payload) != size or hashlib.sha256(payload).hexdigest() != sha:
                 errors.append(f"{url}: checksum mismatch")

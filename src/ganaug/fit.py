@@ -25,6 +25,7 @@ from .progress import progress_bar
 from .runtime import autocast
 
 EVAL_BATCH = 1000  # inference batch; only memory depends on it
+MIN_BATCH = 2  # a trailing batch smaller than this is skipped (BatchNorm needs two images)
 
 
 def build_classifier(arch: str, info: DatasetInfo, **model_kwargs) -> nn.Module:
@@ -120,8 +121,11 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
         order = torch.randperm(n, generator=generator).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
         for i in range(0, n, optim.batch_size):
             idx = order[i:i + optim.batch_size]
+            if len(idx) < MIN_BATCH <= n:  # BatchNorm cannot train on one image; it waits for the next epoch
+                break
             x = to_input(train_x[idx], optim.channels_last)
             y = train_y[idx]
             if augment is not None:
@@ -135,12 +139,13 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
             sched.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == y).sum()
+            seen += len(idx)
             bar.update()
         train_seconds += time.perf_counter() - epoch_start
         val = scores(predict(model, val_x, device, optim.channels_last), val_y)
         history = result.history
-        history["train_loss"].append(float(loss_sum) / n)
-        history["train_accuracy"].append(float(correct) / n)
+        history["train_loss"].append(float(loss_sum) / seen)
+        history["train_accuracy"].append(float(correct) / seen)
         history["val_loss"].append(val["loss"])
         history["val_accuracy"].append(val["accuracy"])
         key = (val["accuracy"], -val["loss"])

@@ -24,15 +24,20 @@ def run_label(architecture: str, dataset_type: str, model_type: str) -> str:
 
 # ---------------------------------------------------------------- atomic writes
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
+# Read once at import: os.umask can only be read by setting it, and setting it process-wide while
+# other threads create folders would give those folders the wrong permissions.
+_UMASK = _read_umask()
+
+
 def _publish(tmp: str, path: Path) -> None:
     """Give a finished temporary file normal permissions (mkstemp makes it 0600) and move it in."""
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, path)
 
 
@@ -131,8 +136,12 @@ def allocate_run(out: str | Path, kind: str, label: str) -> Run:
         raise ValueError(kind)
     out = check_out_dir(out)
     results_root, models_root = out / "results" / kind, out / "models" / kind
-    results_root.mkdir(parents=True, exist_ok=True)
-    models_root.mkdir(parents=True, exist_ok=True)
+    for root in (results_root, models_root):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the folder {root} ({exc.strerror}); move what is in "
+                            "the way or pass another --out") from None
     index = 1 + max(existing_indexes(results_root, label) + existing_indexes(models_root, label),
                     default=0)
     while True:
