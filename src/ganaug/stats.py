@@ -1,0 +1,404 @@
+"""Statistics of a study: per-cell summaries over seeds, paired comparisons against the baselines,
+Holm correction, and the headline per real-data fraction (best GAN variant chosen by validation).
+
+Reads the study's CSV files with the standard library and returns plain, JSON-ready dicts.
+Accuracies stay fractions in [0, 1]; differences are percentage points (names ending in `_pp`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sps
+
+from .errors import UserError
+from .runs import atomic_write_json
+
+SCHEMA_VERSION = 1
+CONFIDENCE = 0.95
+ALPHA = 0.05  # significance threshold applied to Holm-adjusted p-values
+PP = 100.0  # fraction -> percentage points
+
+GROUP_KEYS = ("dataset", "arch", "fraction")
+VARIANT_KEYS = ("method", "generator", "ratio", "filter", "mode")
+CELL_KEYS = GROUP_KEYS + VARIANT_KEYS
+BASELINES = ("real", "classical")
+GAN_METHODS = ("gan", "gan+classical")
+METHOD_ORDER = {"real": 0, "classical": 1, "gan": 2, "gan+classical": 3}
+BASELINE_NAMES = {"real": "real data only", "classical": "classical augmentation"}
+GENERATOR_METRICS = ("fd_domain", "kid_domain", "precision_k3", "recall_k3", "density", "coverage",
+                     "gan_test_accuracy", "cas_accuracy", "val_accuracy_gain")
+TEXT_COLUMNS = {"study", "dataset", "arch", "method", "generator", "mode", "class", "run_dir",
+                "generator_run_dir", "samples"}
+
+
+# ---------------------------------------------------------------- reading
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows with numbers parsed; empty or "nan" cells become None. A missing file has no rows."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return [{k: _parse(k, v) for k, v in row.items() if k is not None}
+                    for row in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"cannot read {path} ({exc}); re-run the study with --resume") from None
+
+
+def _parse(column: str, value: str | None):
+    value = (value or "").strip()
+    if column in TEXT_COLUMNS:
+        return value
+    if value == "" or value.lower() == "nan":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value  # an extra text column the runner added
+    return int(number) if column == "seed" else number
+
+
+def cell_key(row: dict) -> tuple:
+    return (row["dataset"], row["arch"], float(row["fraction"]), row["method"],
+            row.get("generator") or "", float(row.get("ratio") or 0.0),
+            float(row.get("filter") or 0.0), row.get("mode") or "")
+
+
+def _sort_key(key: tuple) -> tuple:
+    return key[:3] + (METHOD_ORDER.get(key[3], 9), key[3]) + key[4:]
+
+
+def index_by_cell(rows: list[dict]) -> dict[tuple, dict[int, dict]]:
+    """{cell key: {seed: row}}; if a cell-seed was recorded twice (a resumed study) the last row wins."""
+    index: dict[tuple, dict[int, dict]] = {}
+    for row in rows:
+        index.setdefault(cell_key(row), {})[int(row["seed"])] = row
+    return dict(sorted(index.items(), key=lambda kv: _sort_key(kv[0])))
+
+
+# ---------------------------------------------------------------- primitives
+
+def mean_ci(values, confidence: float = CONFIDENCE) -> dict:
+    """n, mean, sample std (ddof=1) and the t-distribution CI of the mean; None where undefined."""
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    out = {"n": int(x.size), "mean": None, "std": None, "ci_low": None, "ci_high": None}
+    if x.size == 0:
+        return out
+    out["mean"] = float(x.mean())
+    if x.size >= 2:
+        std = float(x.std(ddof=1))
+        half = float(sps.t.ppf(0.5 + confidence / 2, x.size - 1)) * std / math.sqrt(x.size)
+        out.update(std=std, ci_low=out["mean"] - half, ci_high=out["mean"] + half)
+    return out
+
+
+def paired_test(treatment, baseline, confidence: float = CONFIDENCE) -> dict:
+    """Compare paired scores (fractions, same seed order): difference in pp, CI, t-test, Wilcoxon, d_z.
+
+    Undefined quantities are None: nothing is tested below 2 pairs; with identical non-zero
+    differences the t statistic and d_z are infinite, so only Wilcoxon is reported.
+    """
+    # Rounding removes float noise (0.81 - 0.80 != 0.91 - 0.90) that would fake a spread.
+    d = np.round((np.asarray(treatment, float) - np.asarray(baseline, float)) * PP, 9)
+    s = mean_ci(d, confidence)
+    result = {"n": s["n"], "mean_diff_pp": s["mean"], "ci_low_pp": s["ci_low"],
+              "ci_high_pp": s["ci_high"], "t_p": None, "wilcoxon_p": None, "cohen_dz": None}
+    if d.size < 2:
+        return result
+    if not d.any():
+        return {**result, "t_p": 1.0, "wilcoxon_p": 1.0, "cohen_dz": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's notes on ties and tiny n
+        if s["std"] > 0:
+            result["t_p"] = _finite(sps.ttest_1samp(d, 0.0).pvalue)
+            result["cohen_dz"] = s["mean"] / s["std"]
+        result["wilcoxon_p"] = _finite(sps.wilcoxon(d).pvalue)
+    return result
+
+
+def holm(pvalues: list[float | None]) -> list[float | None]:
+    """Holm step-down adjusted p-values; None entries are not tests and stay None."""
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))  # keeps the order monotone
+        adjusted[i] = running
+    return adjusted
+
+
+def _finite(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# ---------------------------------------------------------------- study tables
+
+def summarize_cells(index: dict[tuple, dict[int, dict]]) -> list[dict]:
+    cells = []
+    for key, by_seed in index.items():
+        rows = [by_seed[s] for s in sorted(by_seed)]
+        cells.append({**dict(zip(CELL_KEYS, key)), "n": len(rows), "seeds": sorted(by_seed),
+                      **{m: mean_ci([r.get(m) for r in rows]) for m in
+                         ("test_accuracy", "test_f1", "val_accuracy")},
+                      "seconds_mean": mean_ci([r.get("seconds") for r in rows])["mean"]})
+    for group in _groups(cells).values():  # the variant each method would field at this fraction
+        for c in group:
+            c["selected"] = c is best_by_validation([o for o in group if o["method"] == c["method"]])
+    return cells
+
+
+def best_by_validation(cells: list[dict]) -> dict | None:
+    """The cell with the highest mean validation accuracy (test accuracy is never looked at).
+    Ties go to the first cell in table order, so the choice is deterministic."""
+    def val(c):
+        v = c["val_accuracy"]["mean"]
+        return -math.inf if v is None else v
+    return max(cells, key=val) if cells else None
+
+
+def _groups(cells: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault(tuple(c[k] for k in GROUP_KEYS), []).append(c)
+    return groups
+
+
+def _key(cell: dict) -> tuple:
+    return tuple(cell[k] for k in CELL_KEYS)
+
+
+def _baseline_key(key: tuple, baseline: str) -> tuple:
+    return key[:3] + (baseline, "", 0.0, 0.0, "")
+
+
+def _paired_values(index, key, other, column):
+    seeds = sorted(s for s in set(index[key]) & set(index[other])
+                   if index[key][s].get(column) is not None
+                   and index[other][s].get(column) is not None)
+    return seeds, [index[key][s][column] for s in seeds], [index[other][s][column] for s in seeds]
+
+
+def compare_cells(index: dict[tuple, dict[int, dict]], cells: list[dict]) -> list[dict]:
+    """Every cell against `real` and against `classical` of its (dataset, arch, fraction), paired
+    by seed; Holm across all comparisons, separately for the t-test and the Wilcoxon family."""
+    comparisons = []
+    for cell in cells:
+        key = _key(cell)
+        for baseline in BASELINES:
+            other = _baseline_key(key, baseline)
+            if METHOD_ORDER.get(cell["method"], 9) <= METHOD_ORDER[baseline] or other not in index:
+                continue
+            seeds, a, b = _paired_values(index, key, other, "test_accuracy")
+            comparisons.append({**{k: cell[k] for k in CELL_KEYS}, "baseline": baseline,
+                                "seeds": seeds, **paired_test(a, b)})
+    for family in ("t_p", "wilcoxon_p"):
+        for c, p in zip(comparisons, holm([c[family] for c in comparisons])):
+            c[f"{family}_holm"] = p
+    return comparisons
+
+
+def per_class_change(per_class_rows: list[dict], key: tuple, other: tuple) -> list[dict]:
+    """Per class: mean F1 of both cells and their paired difference (pp) over shared seeds."""
+    f1: dict[tuple, dict[str, dict[int, float]]] = {}
+    classes: list[str] = []
+    for row in per_class_rows:
+        if row.get("f1") is None:
+            continue
+        f1.setdefault(cell_key(row), {}).setdefault(row["class"], {})[int(row["seed"])] = row["f1"]
+        if row["class"] not in classes:
+            classes.append(row["class"])
+    out = []
+    for name in classes:
+        a, b = f1.get(key, {}).get(name, {}), f1.get(other, {}).get(name, {})
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        t = paired_test([a[s] for s in seeds], [b[s] for s in seeds])
+        out.append({"class": name, "n": t["n"], "gan_f1_mean": float(np.mean([a[s] for s in seeds])),
+                    "baseline_f1_mean": float(np.mean([b[s] for s in seeds])),
+                    **{k: t[k] for k in ("mean_diff_pp", "ci_low_pp", "ci_high_pp")}})
+    return out
+
+
+def headlines(cells, comparisons, per_class_rows) -> list[dict]:
+    """Per (dataset, arch, fraction): the validation-selected best GAN variant versus the
+    validation-selected stronger baseline, with the comparison (and Holm p) from the study family."""
+    by_id = {_key(c) + (c["baseline"],): c for c in comparisons}
+    groups = _groups(cells)
+    qualify = len({g[:2] for g in groups}) > 1
+    out = []
+    for group, members in groups.items():
+        gan = best_by_validation([c for c in members if c["method"] in GAN_METHODS])
+        base = best_by_validation([c for c in members if c["method"] in BASELINES])
+        h = {**dict(zip(GROUP_KEYS, group)), "gan": None, "baseline": None, "comparison": None,
+             "significant": None, "per_class": []}
+        if gan:
+            h["gan"] = {**{k: gan[k] for k in VARIANT_KEYS}, "description": describe_variant(gan),
+                        "val_accuracy_mean": gan["val_accuracy"]["mean"],
+                        "test_accuracy_mean": gan["test_accuracy"]["mean"]}
+        if base:
+            h["baseline"] = {"method": base["method"], "val_accuracy_mean": base["val_accuracy"]["mean"],
+                             "test_accuracy_mean": base["test_accuracy"]["mean"]}
+        if gan and base:
+            comp = by_id[_key(gan) + (base["method"],)]
+            h["comparison"] = {k: comp[k] for k in ("n", "seeds", "mean_diff_pp", "ci_low_pp", "ci_high_pp",
+                                                    "t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm",
+                                                    "cohen_dz")}
+            if comp["t_p_holm"] is not None:
+                h["significant"] = comp["t_p_holm"] < ALPHA
+            h["per_class"] = per_class_change(per_class_rows, _key(gan), _key(base))
+        h["sentence"] = headline_sentence(h, qualify)
+        out.append(h)
+    return out
+
+
+def summarize_generators(rows: list[dict]) -> list[dict]:
+    """Generator quality per (dataset, fraction, generator): mean and std over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], float(row["fraction"]), row["generator"]), []).append(row)
+    out = []
+    for (dataset, fraction, generator), members in sorted(groups.items()):
+        members.sort(key=lambda r: r["seed"])
+        metrics = {}
+        for m in GENERATOR_METRICS:
+            s = mean_ci([r.get(m) for r in members])
+            if s["n"]:
+                metrics[m] = {"n": s["n"], "mean": s["mean"], "std": s["std"]}
+        out.append({"dataset": dataset, "fraction": fraction, "generator": generator,
+                    "n": len(members), "seeds": [r["seed"] for r in members], "metrics": metrics,
+                    "seconds_mean": mean_ci([r.get("seconds") for r in members])["mean"],
+                    "samples": [{"seed": r["seed"], "path": r["samples"]}
+                                for r in members if r.get("samples")]})
+    return out
+
+
+# ---------------------------------------------------------------- wording
+
+def format_fraction(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+def format_signed(x: float, digits: int = 1) -> str:
+    text = f"{x:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text  # no "+0.0" or "-0.0"
+
+
+def format_number(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else format_signed(x, digits).lstrip("+")
+
+
+def format_p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    # Near the 0.05 threshold two decimals mislead (0.054 -> "0.05"), so small p keep 3 digits.
+    return f"{p:.3g}" if p < 0.1 else f"{p:.2f}"
+
+
+def p_clause(name: str, p: float | None) -> str:
+    text = format_p(p)
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
+def describe_variant(cell: dict) -> str:
+    name = (cell["generator"] or "GAN") + (" + classical" if cell["method"] == "gan+classical" else "")
+    parts = [name, f"ratio {cell['ratio']:g}"]
+    if cell["filter"]:
+        parts.append(f"filter {cell['filter']:g}")
+    parts.append("pretrain then fine-tune" if cell["mode"] == "pretrain" else cell["mode"] or "mix")
+    return ", ".join(parts)
+
+
+def headline_sentence(h: dict, qualify: bool = False) -> str:
+    where = f"At {format_fraction(h['fraction'])} of the data"
+    if qualify:
+        where += f" ({h['dataset']}, {h['arch']})"
+    if h["gan"] is None:
+        return f"{where}, no GAN method was trained, so there is no GAN result to report."
+    gan = f"the best GAN method ({h['gan']['description']})"
+    if h["baseline"] is None:
+        return f"{where}, neither real-only nor classical baselines were trained, so {gan} has no comparison."
+    vs = BASELINE_NAMES[h["baseline"]["method"]]
+    c = h["comparison"]
+    n, diff = c["n"], c["mean_diff_pp"]
+    if n == 0:
+        return f"{where}, {gan} and {vs} share no seed, so they cannot be compared."
+    if n == 1:
+        return (f"{where}, {gan} changed test accuracy by {format_signed(diff)} pp versus {vs} on a "
+                "single seed, too few for a confidence interval or a test.")
+    if c["t_p"] is None:
+        return (f"{where}, {gan} changed test accuracy by {format_signed(diff)} pp versus {vs} on "
+                f"each of {n} seeds alike, so the t-test is undefined "
+                f"({p_clause('Wilcoxon p', c['wilcoxon_p'])}, Holm p = {format_p(c['wilcoxon_p_holm'])}).")
+    evidence = (f"95% CI {format_number(c['ci_low_pp'])} to {format_number(c['ci_high_pp'])}, "
+                f"{p_clause('p', c['t_p'])}, {p_clause('Holm p', c['t_p_holm'])}, {n} seeds")
+    if h["significant"]:
+        return f"{where}, {gan} changed test accuracy by {format_signed(diff)} pp versus {vs} ({evidence})."
+    after = " after correction for multiple comparisons" if c["t_p"] < ALPHA else ""
+    return (f"{where}, {gan} made no significant change to test accuracy versus {vs}{after}: "
+            f"{format_signed(diff)} pp ({evidence}).")
+
+
+# ---------------------------------------------------------------- entry points
+
+def _design(rows: list[dict]) -> dict:
+    """The grid as run: the distinct values of every coordinate (blank ones left out)."""
+    def values(column):
+        found = {r.get(column) for r in rows} - {None, ""}
+        return sorted(found, key=lambda v: (METHOD_ORDER.get(v, 9), v) if column == "method" else v)
+    return {c: values(c) for c in ("dataset", "arch", "fraction", "method", "generator", "ratio",
+                                   "filter", "mode", "seed")}
+
+
+def compute_stats(study_dir: str | Path) -> dict:
+    """Read summary.csv, per_class.csv and generators.csv of a study folder; return stats.json's dict."""
+    study_dir = Path(study_dir)
+    summary = read_csv(study_dir / "summary.csv")
+    if not summary:
+        raise UserError(f"{study_dir / 'summary.csv'} is missing or empty; run or resume the study first")
+    index = index_by_cell(summary)
+    cells = summarize_cells(index)
+    comparisons = compare_cells(index, cells)
+    result = {
+        "schema": SCHEMA_VERSION,
+        "study": summary[0].get("study") or study_dir.name,
+        "confidence": CONFIDENCE, "alpha": ALPHA, "metric": "test_accuracy",
+        "n_classifiers": sum(len(v) for v in index.values()),
+        "design": _design(summary),
+        "headlines": headlines(cells, comparisons, read_csv(study_dir / "per_class.csv")),
+        "cells": cells,
+        "comparisons": comparisons,
+        "generators": summarize_generators(read_csv(study_dir / "generators.csv")),
+    }
+    return _json_ready(result)
+
+
+def write_stats(study_dir: str | Path) -> dict:
+    """compute_stats, then write stats.json atomically next to the CSVs."""
+    result = compute_stats(study_dir)
+    atomic_write_json(Path(study_dir) / "stats.json", result)
+    return result
+
+
+def _json_ready(obj):
+    """Plain Python types, NaN and infinities as None (JSON has neither)."""
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _finite(obj)
+    return obj
