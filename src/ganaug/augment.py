@@ -72,3 +72,28 @@ def random_erase(x: torch.Tensor, p: float, scale: tuple[float, float],
     in_cols = (xs >= left[:, None]) & (xs < (left + ew)[:, None])
     mask = (in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None])[:, None]
     return x.masked_fill(mask, 0.0)
+
+
+def diff_augment(x: torch.Tensor, shift: float, cutout: float, generator: torch.Generator) -> torch.Tensor:
+    """DiffAugment (Zhao et al., 2020) for grayscale: translation and cutout, differentiable in x.
+
+    Applied to real *and* generated batches before the discriminator, so it cannot tell them
+    apart by the augmentation and the generator learns the un-augmented distribution.
+    ``shift`` and ``cutout`` are shares of the image side, as in the paper (0.125 and 0.5).
+    """
+    n, _, h, w = x.shape
+    max_shift = int(round(h * shift))
+    if max_shift:
+        x = random_shift(x.contiguous(), max_shift, generator)
+    size = int(round(h * cutout))
+    if size:
+        dev = x.device
+        cy = torch.randint(0, h + 1 - size % 2, (n,), generator=generator).to(dev)
+        cx = torch.randint(0, w + 1 - size % 2, (n,), generator=generator).to(dev)
+        ys = torch.arange(h, device=dev)[None, :]
+        xs = torch.arange(w, device=dev)[None, :]
+        in_rows = (ys >= (cy - size // 2)[:, None]) & (ys < (cy + (size + 1) // 2)[:, None])
+        in_cols = (xs >= (cx - size // 2)[:, None]) & (xs < (cx + (size + 1) // 2)[:, None])
+        keep = ~(in_rows[:, :, None] & in_cols[:, None, :])
+        x = x * keep[:, None].to(x.dtype)
+    return x

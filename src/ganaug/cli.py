@@ -10,7 +10,6 @@ import sys
 from .errors import UserError
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 
 class Parser(argparse.ArgumentParser):
@@ -18,6 +17,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be >= 1 (torch rejects 0 or negative thread counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -31,7 +41,8 @@ def common_options() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (auto uses CUDA if present)")
     g.add_argument("--precision", default="auto",
                    help="auto, fp32 or bf16 (auto: bf16 autocast where the hardware has it)")
-    g.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    g.add_argument("--threads", type=positive_int, default=None,
+                   help="torch threads (default: all cores)")
     return p
 
 
@@ -65,9 +76,62 @@ def build_parser() -> Parser:
     tc.add_argument("--classical-aug", action="store_true", help="random shifts, flips, erasing")
     tc.add_argument("--synthetic-from", default=None, metavar="GEN_RUN_DIR")
     tc.add_argument("--synthetic-ratio", type=float, default=None, help="synthetic images per real image")
+    tc.add_argument("--synthetic-mode", default=None,
+                    help="mix (default: train on real + synthetic) or pretrain (synthetic first, "
+                         "then fine-tune on real)")
+    tc.add_argument("--filter-with", default=None, metavar="CLASSIFIER_RUN_DIR",
+                    help="keep only synthetic images this real-data classifier (same subset) "
+                         "recognises with at least --min-confidence")
+    tc.add_argument("--min-confidence", type=float, default=None)
     tc.add_argument("--pretrained", default=None, metavar="FILE",
                     help="transfer: torchvision-format ResNet-18 ImageNet weights")
     plot_options(tc)
+
+    tg = sub.add_parser("train-generator", parents=[common], help="train one conditional GAN")
+    tg.add_argument("--arch", default=None, help="cgan, cdcgan, acgan or sngan")
+    tg.add_argument("--dataset", default="fashion-mnist")
+    tg.add_argument("--fraction", type=float, default=1.0,
+                    help="share of the real training data (the same images a classifier with "
+                         "this fraction and seed trains on)")
+    tg.add_argument("--epochs", type=int, default=None)
+    tg.add_argument("--batch-size", type=int, default=None)
+    tg.add_argument("--lr-g", type=float, default=None, help="generator learning rate")
+    tg.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate")
+    tg.add_argument("--diffaugment", action=argparse.BooleanOptionalAction, default=None,
+                    help="DiffAugment on real and fake batches (default on)")
+    tg.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                    help="sample from an EMA of the generator's weights (default on)")
+    tg.add_argument("--ema-decay", type=float, default=None)
+    tg.add_argument("--no-cas", action="store_true",
+                    help="skip the classification accuracy score (it trains a CNN)")
+    tg.add_argument("--no-metrics", action="store_true", help="skip all generator metrics")
+    tg.add_argument("--resume", default=None, metavar="RUN_DIR",
+                    help="continue an interrupted run in its own folder")
+    plot_options(tg)
+
+    gen = sub.add_parser("generate", parents=[common], help="sample a class-balanced .npz")
+    gen.add_argument("run_dir", metavar="GEN_RUN_DIR")
+    gen.add_argument("--per-class", type=int, required=True)
+    # --out here names the .npz file (the common --out is a folder).
+
+    ev = sub.add_parser("evaluate-generator", parents=[common], help="recompute generator metrics")
+    ev.add_argument("run_dir", metavar="GEN_RUN_DIR")
+    ev.add_argument("--no-cas", action="store_true", help="skip the classification accuracy score")
+
+    ref = sub.add_parser("build-reference", parents=[common],
+                         help="rebuild the reference feature network of the generator metrics")
+    ref.add_argument("--dataset", default="fashion-mnist")
+
+    ex = sub.add_parser("export", parents=[common], help="re-export a saved run's model as ONNX")
+    ex.add_argument("run_dir", metavar="RUN_DIR", help="a classifier or generator run folder")
+    ex.add_argument("--format", default="onnx", help="onnx (default; the only format)")
+
+    demo = sub.add_parser("demo", parents=[common],
+                          help="serve the in-browser demo of the runs under --out")
+    demo.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only)")
+    demo.add_argument("--open", action="store_true", help="open the page in a web browser")
     return parser
 
 
@@ -106,7 +170,9 @@ def cmd_train_classifier(args) -> None:
         args.arch, dataset=args.dataset, fraction=args.fraction, seed=args.seed,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         classical_aug=args.classical_aug, synthetic_from=args.synthetic_from,
-        synthetic_ratio=args.synthetic_ratio, precision=args.precision, device=args.device,
+        synthetic_ratio=args.synthetic_ratio, synthetic_mode=args.synthetic_mode,
+        synthetic_filter_from=args.filter_with, synthetic_min_confidence=args.min_confidence,
+        precision=args.precision, device=args.device,
         plot_format=args.plot_format, tensorboard=args.tensorboard)
     if args.pretrained:
         cfg = replace(cfg, transfer=replace(TransferConfig(), pretrained=args.pretrained))
@@ -118,7 +184,73 @@ def cmd_train_classifier(args) -> None:
     print(f"models:  {result.run.models}")
 
 
-COMMANDS = {"data": cmd_data, "train-classifier": cmd_train_classifier}
+def cmd_train_generator(args) -> None:
+    from .gan_config import generator_config
+    from .train_generator import resume_generator, train_generator
+
+    if args.resume:
+        result = resume_generator(args.resume)
+    else:
+        if not args.arch:
+            raise UserError("--arch is required (cgan, cdcgan, acgan or sngan) unless --resume is given")
+        cfg = generator_config(
+            args.arch, dataset=args.dataset, fraction=args.fraction, seed=args.seed,
+            epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
+            diffaugment=args.diffaugment, ema=args.ema, ema_decay=args.ema_decay,
+            precision=args.precision, device=args.device, plot_format=args.plot_format,
+            tensorboard=args.tensorboard, cas=not args.no_cas, evaluate=not args.no_metrics)
+        result = train_generator(cfg, args.data_dir, args.out)
+    m = result.metrics
+    summary = f"{result.run.name}: {m['epochs']} epochs in {m['seconds']:.0f} s"
+    for key in ("fd_domain", "recall_k3", "gan_test_accuracy", "cas_accuracy"):
+        if key in m:
+            summary += f", {key} {m[key]:.4g}"
+    print(summary)
+    print(f"results: {result.run.results}")
+    print(f"models:  {result.run.models}")
+
+
+def cmd_generate(args) -> None:
+    from .generate import generate_command
+
+    print(generate_command(args.run_dir, args.per_class, args.out, args.seed))
+
+
+def cmd_evaluate_generator(args) -> None:
+    from .generate import evaluate_command
+
+    m = evaluate_command(args.run_dir, args.data_dir, cas=not args.no_cas, device=args.device)
+    for key in ("fd_domain", "kid_domain", "precision_k3", "recall_k3", "density", "coverage",
+                "gan_test_accuracy", "cas_accuracy"):
+        if key in m:
+            print(f"{key:18s} {m[key]:.4f}")
+
+
+def cmd_build_reference(args) -> None:
+    from .reference import build_reference, reference_path
+
+    meta = build_reference(args.dataset, args.data_dir, args.device)
+    print(f"reference network {reference_path(args.dataset)}: validation accuracy "
+          f"{meta['val_accuracy']:.4f}, test accuracy {meta['test_accuracy']:.4f}")
+
+
+def cmd_export(args) -> None:
+    from .export_cmd import export_command
+
+    for line in export_command(args.run_dir, args.format):
+        print(line)
+
+
+def cmd_demo(args) -> None:
+    from .demo import serve
+
+    serve(args.out, host=args.host, port=args.port, open_browser=args.open)
+
+
+COMMANDS = {"data": cmd_data, "train-classifier": cmd_train_classifier,
+            "train-generator": cmd_train_generator, "generate": cmd_generate,
+            "evaluate-generator": cmd_evaluate_generator, "build-reference": cmd_build_reference,
+            "export": cmd_export, "demo": cmd_demo}
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -135,7 +267,7 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; the unfinished run folder is marked INCOMPLETE "
               "(generators and studies resume with --resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_USER_ERROR
     return 0
 
 

@@ -13,6 +13,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PLOT_FORMATS = ("png", "pdf", "svg")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
+SYNTHETIC_MODES = ("mix", "pretrain")
 
 
 def check(condition: bool, message: str) -> None:
@@ -121,7 +122,9 @@ class ClassifierConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synthetic_from: str | None = None  # a generator run folder
     synthetic_ratio: float = 0.0  # synthetic images per real training image
+    synthetic_mode: str = "mix"  # "mix": train on real + synthetic; "pretrain": synthetic, then real
     synthetic_min_confidence: float = 0.0  # keep synthetic images a real-only model agrees with
+    synthetic_filter_from: str | None = None  # that real-only classifier's run folder
     transfer: TransferConfig = field(default_factory=TransferConfig)
     precision: str = "auto"
     device: str = "auto"
@@ -141,7 +144,10 @@ class ClassifierConfig:
               f"--synthetic-ratio must be a number >= 0; got {self.synthetic_ratio}")
         check((self.synthetic_ratio > 0) == (self.synthetic_from is not None),
               "--synthetic-from and a positive --synthetic-ratio go together")
-        check(0 <= self.synthetic_min_confidence < 1, "synthetic_min_confidence must be in [0, 1)")
+        check_choice("--synthetic-mode", self.synthetic_mode, SYNTHETIC_MODES)
+        check(0 <= self.synthetic_min_confidence < 1, "--min-confidence must be in [0, 1)")
+        check(self.synthetic_min_confidence == 0 or self.synthetic_filter_from is not None,
+              "--min-confidence needs --filter-with (a real-data classifier of the same subset)")
         check_choice("--precision", self.precision, PRECISIONS)
         check_choice("--device", self.device, DEVICES)
         check_choice("--plot-format", self.plot_format, PLOT_FORMATS)

@@ -26,6 +26,7 @@ from .runtime import autocast
 
 EVAL_BATCH = 1000  # inference batch; only memory depends on it
 MIN_BATCH = 2  # a trailing batch smaller than this is skipped (BatchNorm needs two images)
+MIN_WARMUP_STEPS = 2
 
 
 def build_classifier(arch: str, info: DatasetInfo, **model_kwargs) -> nn.Module:
@@ -48,7 +49,8 @@ def make_optimizer(model: nn.Module, optim: OptimConfig, total_steps: int):
         opt = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=True)
     else:
         opt = torch.optim.AdamW(groups, lr=optim.lr)
-    if optim.schedule == "onecycle":
+    # OneCycleLR divides by its warm-up length: a run too short to warm up keeps a constant rate.
+    if optim.schedule == "onecycle" and optim.warmup_fraction * total_steps >= MIN_WARMUP_STEPS:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, optim.lr, total_steps=total_steps,
                                                     pct_start=optim.warmup_fraction)
     elif optim.schedule == "cosine":
@@ -60,7 +62,7 @@ def make_optimizer(model: nn.Module, optim: OptimConfig, total_steps: int):
 
 def epochs_for(optim: OptimConfig, n_train: int) -> int:
     """The configured epochs, raised so that small subsets still get ``min_steps`` updates."""
-    steps_per_epoch = math.ceil(n_train / optim.batch_size)
+    steps_per_epoch = max(1, math.ceil(n_train / optim.batch_size))
     return max(optim.epochs, math.ceil(optim.min_steps / steps_per_epoch))
 
 
@@ -161,6 +163,13 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
     result.seconds = time.perf_counter() - start
     result.images_per_second = epochs * n / max(train_seconds, 1e-9)
     return result
+
+
+def per_class_f1(logits: torch.Tensor, y: torch.Tensor, class_names) -> dict[str, float]:
+    _, _, f1, _ = precision_recall_fscore_support(y.numpy(), logits.argmax(1).numpy(),
+                                                  labels=list(range(len(class_names))),
+                                                  zero_division=0)
+    return {name: float(v) for name, v in zip(class_names, f1)}
 
 
 def per_class_counts(y: torch.Tensor, num_classes: int) -> list[int]:

@@ -15,7 +15,7 @@ from .backbone import init_transfer
 from .config import ClassifierConfig
 from .data import RealData, prepare
 from .export import export_classifier, onnx_max_abs_diff, save_weights
-from .fit import build_classifier, fit, per_class_counts, predict, scores
+from .fit import build_classifier, fit, per_class_counts, per_class_f1, predict, scores
 from .models.classifiers import CLASSIFIER_NAMES
 from .models.layers import count_parameters
 from .runs import Run, allocate_run, atomic_write_json, atomic_write_text, run_label, versions
@@ -75,6 +75,14 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
     logger = ScalarLogger(run.results / "tensorboard") if cfg.tensorboard else None
     augment = ClassicalAugment(cfg.augment) if cfg.classical_aug else None
     start = time.perf_counter()
+    pretrain = None
+    if cfg.augmented and cfg.synthetic_mode == "pretrain":
+        # Pretrain on synthetic images only (best epoch by the real validation split), then
+        # fine-tune on the real training images below.
+        pretrain = fit(model, cfg.optim, train_x, train_y, data.val_x, data.val_y, device=device,
+                       precision=precision, generator=generator, augment=augment,
+                       description=f"{run.name} (synthetic pretraining)")
+        train_x, train_y = data.train_x, data.train_y
     result = fit(model, cfg.optim, train_x, train_y, data.val_x, data.val_y, device=device,
                  precision=precision, generator=generator, augment=augment,
                  description=run.name, logger=logger)
@@ -89,6 +97,10 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
     metrics["best_epoch"] = result.best_epoch
     metrics["epochs"] = result.epochs
     metrics["train_images_per_second"] = round(result.images_per_second, 1)
+    metrics["test_per_class_f1"] = per_class_f1(logits["test"], data.test_y, data.info.class_names)
+    if pretrain is not None:
+        metrics["pretrain_history"] = pretrain.history
+        metrics["pretrain_epochs"] = pretrain.epochs
     if logger is not None:
         logger.scalars(result.epochs + 1, {f"test_{k}": v for k, v in metrics["test"].items()})
         logger.close()

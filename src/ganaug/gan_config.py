@@ -1,0 +1,121 @@
+"""Generator training configuration: per-family defaults, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+from .config import DEVICES, PLOT_FORMATS, PRECISIONS, check, check_choice, check_seed
+from .models.generators import GENERATORS
+
+
+@dataclass(frozen=True)
+class GanOptim:
+    """How one family trains. Defaults per family in ``GENERATOR_DEFAULTS``."""
+
+    epochs: int
+    batch_size: int
+    lr_g: float
+    lr_d: float
+    beta1: float = 0.5
+    beta2: float = 0.999
+    z_dim: int = 64
+    g_width: int = 64
+    d_width: int = 64
+    d_dropout: float = 0.0
+    aux_weight: float = 1.0  # ACGAN: weight of the class loss
+    # Small subsets: at least this many steps, so a 1% generator is not stopped after 100 updates.
+    min_steps: int = 0
+    diffaugment: bool = True  # differentiable translation + cutout on real and fake (Zhao et al. 2020)
+    diffaug_shift: float = 0.125  # translation, share of the image side
+    diffaug_cutout: float = 0.5  # cutout square side, share of the image side
+    ema: bool = True  # sample from an exponential moving average of the generator's weights
+    ema_decay: float = 0.999
+    channels_last: bool = False
+
+    def __post_init__(self):
+        check(self.epochs >= 1, f"--epochs must be at least 1; got {self.epochs}")
+        check(self.batch_size >= 2, f"--batch-size must be at least 2; got {self.batch_size}")
+        check(all(math.isfinite(v) and v > 0 for v in (self.lr_g, self.lr_d)),
+              f"--lr-g and --lr-d must be positive numbers; got {self.lr_g} and {self.lr_d}")
+        check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must be in [0, 1)")
+        check(self.z_dim >= 1 and self.g_width >= 4 and self.d_width >= 4, "model sizes too small")
+        check(0 <= self.d_dropout < 1, "d_dropout must be in [0, 1)")
+        check(self.aux_weight >= 0, "aux_weight must be >= 0")
+        check(self.min_steps >= 0, "min_steps must be >= 0")
+        check(0 <= self.diffaug_shift < 0.5 and 0 <= self.diffaug_cutout < 1,
+              "diffaug_shift must be in [0, 0.5) and diffaug_cutout in [0, 1)")
+        check(0 < self.ema_decay < 1, f"--ema-decay must be in (0, 1); got {self.ema_decay}")
+
+
+GENERATOR_DEFAULTS: dict[str, GanOptim] = {
+    "cgan": GanOptim(epochs=30, batch_size=256, lr_g=2e-4, lr_d=2e-4, g_width=256, d_width=256,
+                     d_dropout=0.3, min_steps=3000),
+    "cdcgan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000,
+                       channels_last=True),
+    "acgan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000,
+                      channels_last=True),
+    "sngan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.9,
+                      min_steps=3000, channels_last=True),
+}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    arch: str
+    optim: GanOptim
+    dataset: str = "fashion-mnist"
+    fraction: float = 1.0
+    val_fraction: float = 0.1
+    seed: int = 0
+    precision: str = "auto"
+    device: str = "auto"
+    plot_format: str = "png"
+    tensorboard: bool = False
+    evaluate: bool = True  # compute the generator metrics when training ends
+    cas: bool = True  # include the classification accuracy score (trains a CNN; minutes)
+    metric_per_class: int = 1000  # generated images per class for fd/kid/prdc/GAN-test
+    cas_per_class: int = 5000  # generated images per class the CAS classifier trains on
+    export_onnx: bool = True
+    # Stop when the discriminator loss stays below this (it has won; G gets no signal) ...
+    collapse_d_loss: float = 1e-4
+    collapse_patience: int = 3  # ... for this many consecutive epochs
+
+    def __post_init__(self):
+        from .data import DATASETS
+
+        check_choice("--arch", self.arch, tuple(GENERATORS))
+        check_choice("--dataset", self.dataset, tuple(DATASETS))
+        check(0 < self.fraction <= 1, f"--fraction must be in (0, 1]; got {self.fraction}")
+        check(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1); got {self.val_fraction}")
+        check_seed(self.seed)
+        check_choice("--precision", self.precision, PRECISIONS)
+        check_choice("--device", self.device, DEVICES)
+        check_choice("--plot-format", self.plot_format, PLOT_FORMATS)
+        check(self.collapse_patience >= 1, "collapse_patience must be at least 1")
+        check(self.metric_per_class >= 2 and self.cas_per_class >= 2,
+              "metric_per_class and cas_per_class must be at least 2")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def generator_config(arch: str, **overrides) -> GeneratorConfig:
+    """A config for family ``arch`` with its defaults; keyword overrides (None = keep default)
+    may name any field of ``GeneratorConfig`` or ``GanOptim``."""
+    check_choice("--arch", arch, tuple(GENERATORS))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in overrides:  # an explicit epoch count is taken literally
+        overrides.setdefault("min_steps", 0)
+    optim_names = {f.name for f in fields(GanOptim)}
+    optim = replace(GENERATOR_DEFAULTS[arch], **{k: v for k, v in overrides.items() if k in optim_names})
+    rest = {k: v for k, v in overrides.items() if k not in optim_names}
+    unknown = set(rest) - {f.name for f in fields(GeneratorConfig)}
+    check(not unknown, f"unknown generator option(s): {', '.join(sorted(unknown))}")
+    return GeneratorConfig(arch=arch, optim=optim, **rest)
+
+
+def generator_config_from_dict(data: dict) -> GeneratorConfig:
+    known = {f.name for f in fields(GeneratorConfig)}
+    rest = {k: v for k, v in data.items() if k in known and k not in ("arch", "optim")}
+    return GeneratorConfig(arch=data["arch"], optim=GanOptim(**data["optim"]), **rest)
