@@ -5,17 +5,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+# onnxruntime-web for the demo page, pinned by web/package-lock.json (npm ci writes the marker file).
+WEB_DEPS := web/node_modules/.package-lock.json
 PYTEST_ARGS ?=
 
-.PHONY: run test setup browser clean
+.PHONY: run test setup browser web clean
 
 run: $(STAMP)
 	$(BIN)/ganaug study
 
-test: $(STAMP) browser
+test: $(STAMP) browser web
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-setup: $(STAMP)
+setup: $(STAMP) web
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +30,12 @@ browser:
 	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+web: $(WEB_DEPS)
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	touch $(WEB_DEPS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
