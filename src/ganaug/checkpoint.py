@@ -7,6 +7,7 @@ can read it; anything else in the file (a tampered pickle that would run code) i
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; this run cannot be resumed (start a new one)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickles; the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = str(exc).splitlines()[0][:160]
         raise UserError(f"refusing to load {path}: it contains objects other than weights "

@@ -118,6 +118,15 @@ def build_parser() -> Parser:
     ev.add_argument("run_dir", metavar="GEN_RUN_DIR")
     ev.add_argument("--no-cas", action="store_true", help="skip the classification accuracy score")
 
+    st = sub.add_parser("study", parents=[common], help="run the whole experiment (default: quick preset)")
+    st.add_argument("--preset", default=None, help="smoke, quick (default), standard or full")
+    st.add_argument("--config", default=None, metavar="FILE.toml", help="override preset fields")
+    st.add_argument("--executor", default="local", help="local (default) or ray")
+    st.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
+    st.add_argument("--resume", nargs="?", const=True, default=None, metavar="STUDY_DIR",
+                    help="continue the latest unfinished study (or STUDY_DIR), skipping finished tasks")
+    st.add_argument("--plot-format", default=None, help="png (default), pdf or svg")
+
     ref = sub.add_parser("build-reference", parents=[common],
                          help="rebuild the reference feature network of the generator metrics")
     ref.add_argument("--dataset", default="fashion-mnist")
@@ -226,6 +235,25 @@ def cmd_evaluate_generator(args) -> None:
             print(f"{key:18s} {m[key]:.4f}")
 
 
+def cmd_study(args) -> None:
+    from dataclasses import replace
+
+    from .study import run_study
+    from .study_config import load_study_config
+
+    cfg = None
+    if not args.resume:
+        cfg = load_study_config(args.preset, args.config)
+        overrides = {"precision": args.precision, "device": args.device}
+        if args.plot_format:
+            overrides["plot_format"] = args.plot_format
+        cfg = replace(cfg, **{k: v for k, v in overrides.items() if v != "auto" or k == "plot_format"})
+    elif args.preset or args.config:
+        raise UserError("--resume continues a study with its saved configuration; drop --preset/--config")
+    run_study(cfg, args.out, args.data_dir, executor=args.executor, ray_address=args.ray_address,
+              resume=args.resume)
+
+
 def cmd_build_reference(args) -> None:
     from .reference import build_reference, reference_path
 
@@ -250,7 +278,7 @@ def cmd_demo(args) -> None:
 COMMANDS = {"data": cmd_data, "train-classifier": cmd_train_classifier,
             "train-generator": cmd_train_generator, "generate": cmd_generate,
             "evaluate-generator": cmd_evaluate_generator, "build-reference": cmd_build_reference,
-            "export": cmd_export, "demo": cmd_demo}
+            "export": cmd_export, "demo": cmd_demo, "study": cmd_study}
 
 
 def run(argv: list[str] | None = None) -> int:

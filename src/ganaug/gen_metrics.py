@@ -15,6 +15,9 @@ the numbers are comparable across ganaug runs, not with published Inception FIDs
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,10 +51,15 @@ def real_test_features(dataset: str, data_dir: str) -> tuple[np.ndarray, np.ndar
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), as in Heusel et al. (2017)."""
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise (pytorch-fid does the same)
-        offset = np.eye(len(sigma1)) * 1e-6
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    # A singular product (a collapsed generator) makes sqrtm warn and may give non-finite values:
+    # then regularise the diagonal, as pytorch-fid does.
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(len(sigma1)) * 1e-6
+            covmean, _ = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset), disp=False)
     covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
@@ -97,7 +105,8 @@ def feature_metrics(images: torch.Tensor, labels: torch.Tensor, dataset: str, da
     kid, kid_std = kernel_distance(real, fake)
     real_idx = balanced_subset(real_y, PRDC_REAL // info.num_classes, seed=0)
     fake_idx = balanced_subset(fake_y, PRDC_REAL // info.num_classes, seed=1)
-    prdc = compute_prdc(real_features=real[real_idx], fake_features=fake[fake_idx], nearest_k=PRDC_K)
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
+        prdc = compute_prdc(real_features=real[real_idx], fake_features=fake[fake_idx], nearest_k=PRDC_K)
     per_class = {}
     for c, name in enumerate(info.class_names):
         r, f = real[real_y == c], fake[fake_y == c]
