@@ -24,6 +24,9 @@ from .runtime import resolve_device, resolve_precision, seed_everything
 
 REFERENCE_VERSION = "v1"
 REFERENCE_ARCH = "cnn"
+# Pinned here rather than taken from the CNN's defaults: the feature space must not move when the
+# classifier's defaults do (change these only with a new REFERENCE_VERSION).
+REFERENCE_KWARGS = {"channels": (32, 64, 128), "hidden": 256, "dropout": 0.3}
 REFERENCE_SEED = 0
 ASSETS = Path(__file__).parent / "assets" / "reference"
 
@@ -38,7 +41,7 @@ def load_reference(dataset: str) -> torch.nn.Module:
     if not path.is_file():
         raise UserError(f"no reference network for {dataset} ({path}); build it with "
                         f"`ganaug build-reference --dataset {dataset}`")
-    model = build_classifier(REFERENCE_ARCH, get_dataset(dataset))
+    model = build_classifier(REFERENCE_ARCH, get_dataset(dataset), **REFERENCE_KWARGS)
     return load_weights(model, path).eval()
 
 
@@ -68,7 +71,7 @@ def build_reference(dataset: str, data_dir: str | Path, device: str = "auto") ->
     dev = resolve_device(device)
     data = prepare(data_dir, dataset, 1.0, REFERENCE_SEED, cfg.val_fraction)
     generator = seed_everything(REFERENCE_SEED)
-    model = build_classifier(REFERENCE_ARCH, data.info)
+    model = build_classifier(REFERENCE_ARCH, data.info, **REFERENCE_KWARGS)
     result = fit(model, cfg.optim, data.train_x, data.train_y, data.val_x, data.val_y, device=dev,
                  precision=resolve_precision("auto", dev), generator=generator,
                  description=f"reference network ({dataset})")
@@ -78,7 +81,8 @@ def build_reference(dataset: str, data_dir: str | Path, device: str = "auto") ->
     path = reference_path(dataset)
     save_weights(model, path)
     meta = {
-        "version": REFERENCE_VERSION, "arch": REFERENCE_ARCH, "dataset": dataset,
+        "version": REFERENCE_VERSION, "arch": REFERENCE_ARCH, "model_kwargs": REFERENCE_KWARGS,
+        "dataset": dataset,
         "trained_on": f"the official training split ({len(data.train_y)} images; best epoch by "
                       f"{len(data.val_y)} held-out training images); the test split only "
                       "provides the statistics below",

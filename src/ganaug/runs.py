@@ -125,7 +125,7 @@ def existing_indexes(folder: Path, label: str) -> list[int]:
             if (m := RUN_PATTERN.match(p.name)) and m["label"] == label]
 
 
-def allocate_run(out: str | Path, kind: str, label: str) -> Run:
+def allocate_run(out: str | Path, kind: str, label: str, with_models: bool = True) -> Run:
     """Create ``results/<kind>/<label> Run <i>`` and its ``models/`` twin with a fresh index.
 
     ``os.mkdir`` either creates the folder or fails, so two processes racing for the same index
@@ -136,7 +136,7 @@ def allocate_run(out: str | Path, kind: str, label: str) -> Run:
         raise ValueError(kind)
     out = check_out_dir(out)
     results_root, models_root = out / "results" / kind, out / "models" / kind
-    for root in (results_root, models_root):
+    for root in (results_root, models_root) if with_models else (results_root,):
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -153,8 +153,10 @@ def allocate_run(out: str | Path, kind: str, label: str) -> Run:
             continue
         break
     run = Run(results_root / name, models_root / name, name)
-    run.models.mkdir(exist_ok=True)
-    for folder in (run.results, run.models):
+    folders = (run.results, run.models) if with_models else (run.results,)
+    if with_models:
+        run.models.mkdir(exist_ok=True)
+    for folder in folders:
         (folder / INCOMPLETE_MARKER).write_text("this run has not finished\n")
     return run
 

@@ -1,0 +1,334 @@
+"""`ganaug study`: the whole experiment in one command, resumable, on local processes or Ray.
+
+The grid is expanded into tasks: one generator per (fraction, seed, family), trained on exactly
+the real training subset of that cell, and one classifier per (arch, fraction, seed, variant).
+GAN classifiers wait for their generator (and, when filtering, for the cell's real-only
+classifier). Each finished task is recorded atomically in ``tasks/<id>.json``; `--resume` skips
+recorded tasks, so a killed study ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import UserError
+from .progress import progress_bar
+from .runs import (INCOMPLETE_MARKER, allocate_run, atomic_write_json, atomic_write_text, read_json,
+                   versions)
+from .study_config import StudyConfig, Variant, study_config_from_dict
+
+TASKS_DIR = "tasks"
+# Single-thread training throughput measured on this project's 2-core machine (images/s), used
+# only to print an estimate before a study starts. Per-task overhead covers start-up, the final
+# evaluation on 10,000 test images, the ONNX export and the plots.
+CLASSIFIER_IMAGES_PER_SECOND = {"shallow": 20000, "deep": 9000, "cnn": 2300, "transfer": 150}
+GENERATOR_IMAGES_PER_SECOND = {"cgan": 3000, "cdcgan": 500, "acgan": 500, "sngan": 450}
+TASK_OVERHEAD_SECONDS = {"classifier": 12, "generator": 10}
+SUMMARY_COLUMNS = ("study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
+                   "filter", "mode", "test_accuracy", "test_f1", "test_precision", "test_recall",
+                   "val_accuracy", "n_real", "n_synthetic", "filter_kept", "seconds", "run_dir",
+                   "generator_run_dir")
+GENERATOR_COLUMNS = ("study", "dataset", "fraction", "seed", "generator", "fd_domain", "kid_domain",
+                     "precision_k3", "recall_k3", "density", "coverage", "gan_test_accuracy",
+                     "cas_accuracy", "seconds", "run_dir", "samples")
+
+
+# ---------------------------------------------------------------- the grid as tasks
+
+def generator_task_id(cfg: StudyConfig, fraction: float, seed: int, family: str) -> str:
+    return f"gen-{cfg.dataset}-f{fraction:g}-s{seed}-{family}"
+
+
+def classifier_task_id(cfg: StudyConfig, arch: str, fraction: float, seed: int, v: Variant) -> str:
+    return f"cls-{cfg.dataset}-{arch}-f{fraction:g}-s{seed}-{v.tag()}"
+
+
+def expand(cfg: StudyConfig) -> list[dict]:
+    """Every task of the study, in a fixed order (generators of a cell before its classifiers)."""
+    tasks = []
+    for fraction in cfg.fractions:
+        for seed in range(cfg.seeds):
+            for family in cfg.families(fraction):
+                tasks.append({"id": generator_task_id(cfg, fraction, seed, family), "kind": "generator",
+                              "fraction": fraction, "seed": seed, "family": family, "deps": {}})
+            for arch in cfg.archs:
+                real_id = classifier_task_id(cfg, arch, fraction, seed, Variant("real"))
+                for v in cfg.variants(fraction):
+                    deps = {}
+                    if v.uses_gan:
+                        deps["generator"] = generator_task_id(cfg, fraction, seed, v.generator)
+                    if v.filter:
+                        deps["filter"] = real_id
+                    tasks.append({"id": classifier_task_id(cfg, arch, fraction, seed, v),
+                                  "kind": "classifier", "arch": arch, "fraction": fraction,
+                                  "seed": seed, "variant": v.__dict__, "deps": deps})
+    return tasks
+
+
+def approx_train_size(cfg: StudyConfig, fraction: float) -> int:
+    """Real training images of a cell (the subset less its validation share), for budgets."""
+    from .config import ClassifierConfig
+    from .data import get_dataset
+
+    val_fraction = ClassifierConfig.__dataclass_fields__["val_fraction"].default
+    return round(get_dataset(cfg.dataset).sizes["train"] * fraction * (1 - val_fraction))
+
+
+def estimate_seconds(cfg: StudyConfig, task: dict) -> float:
+    """A rough single-task duration from the budgets and measured throughputs."""
+    from .fit import epochs_for
+    from .train_generator import steps_per_epoch, total_epochs
+
+    n_real = approx_train_size(cfg, task["fraction"])
+    if task["kind"] == "generator":
+        gcfg = generator_cfg(cfg, task, n_real)
+        images = total_epochs(gcfg, n_real) * steps_per_epoch(gcfg, n_real) * min(gcfg.optim.batch_size, n_real)
+        return TASK_OVERHEAD_SECONDS["generator"] + images / GENERATOR_IMAGES_PER_SECOND[task["family"]]
+    v = Variant(**task["variant"])
+    optim = cfg.optim_for(task["arch"])
+    n = n_real * (1 + (v.ratio if v.mode == "mix" else 0))
+    images = epochs_for(optim, n) * n
+    if v.mode == "pretrain":
+        images += epochs_for(optim, n_real * v.ratio) * n_real * v.ratio
+    return TASK_OVERHEAD_SECONDS["classifier"] + images / CLASSIFIER_IMAGES_PER_SECOND[task["arch"]]
+
+
+# ---------------------------------------------------------------- running one task
+
+def generator_cfg(cfg: StudyConfig, task: dict, n_real: int):
+    from .gan_config import GeneratorConfig
+
+    return GeneratorConfig(arch=task["family"], optim=cfg.gan_optim(task["family"], n_real),
+                           dataset=cfg.dataset, fraction=task["fraction"], seed=task["seed"],
+                           precision=cfg.precision, device=cfg.device, plot_format=cfg.plot_format,
+                           cas=cfg.generator_cas)
+
+
+def run_task(task: dict, context: dict) -> dict:
+    """Train what ``task`` describes into the study's --out; return its row data.
+
+    A user error inside a task (e.g. a filter that keeps no synthetic image) is recorded as the
+    task's result instead of stopping the study; the report lists it.
+    """
+    cfg = study_config_from_dict(context["config"])
+    start = time.perf_counter()
+    try:
+        if task["kind"] == "generator":
+            from .train_generator import train_generator
+
+            gcfg = generator_cfg(cfg, task, approx_train_size(cfg, task["fraction"]))
+            result = train_generator(gcfg, context["data_dir"], context["out"])
+            return {"id": task["id"], "run_dir": str(result.run.results), "metrics": result.metrics,
+                    "seconds": time.perf_counter() - start}
+        from .config import ClassifierConfig
+        from .train_classifier import train_classifier
+
+        v = Variant(**task["variant"])
+        inputs = task.get("inputs", {})
+        ccfg = ClassifierConfig(
+            arch=task["arch"], optim=cfg.optim_for(task["arch"]), dataset=cfg.dataset,
+            fraction=task["fraction"], seed=task["seed"], classical_aug=v.method in ("classical", "gan+classical"),
+            synthetic_from=inputs.get("generator"), synthetic_ratio=v.ratio if v.uses_gan else 0.0,
+            synthetic_mode=v.mode or "mix", synthetic_min_confidence=v.filter,
+            synthetic_filter_from=inputs.get("filter"), precision=cfg.precision, device=cfg.device,
+            plot_format=cfg.plot_format)
+        result = train_classifier(ccfg, context["data_dir"], context["out"])
+        config = read_json(result.run.results / "config.json")
+        return {"id": task["id"], "run_dir": str(result.run.results), "metrics": result.metrics,
+                "counts": config["counts"], "synthetic": config["synthetic"],
+                "seconds": time.perf_counter() - start}
+    except UserError as exc:
+        return {"id": task["id"], "error": str(exc), "seconds": time.perf_counter() - start}
+
+
+# ---------------------------------------------------------------- the study
+
+def task_path(study_dir: Path, task_id: str) -> Path:
+    return study_dir / TASKS_DIR / f"{task_id}.json"
+
+
+def finished_results(study_dir: Path, tasks: list[dict]) -> dict[str, dict]:
+    out = {}
+    for task in tasks:
+        path = task_path(study_dir, task["id"])
+        if path.is_file():
+            out[task["id"]] = read_json(path)
+    return out
+
+
+def latest_incomplete(out: Path) -> Path:
+    root = out / "results" / "studies"
+    candidates = [p for p in root.glob("* Run *") if (p / INCOMPLETE_MARKER).exists()] if root.is_dir() else []
+    if not candidates:
+        raise UserError(f"no unfinished study under {root} to resume; start one without --resume")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, executor: str = "local",
+              ray_address: str | None = None, resume: str | bool | None = None, say=print) -> Path:
+    """Run (or resume) a study; return its folder. ``say`` receives the human-readable lines."""
+    from .data import load_split
+    from .executors import check_executor, make_executor
+
+    check_executor(executor, ray_address)
+    out = Path(out)
+    if resume:
+        study_dir = latest_incomplete(out) if resume is True else Path(resume)
+        if not (study_dir / "config.json").is_file():
+            raise UserError(f"{study_dir} is not a study folder")
+        saved = read_json(study_dir / "config.json")
+        cfg = study_config_from_dict(saved["study"])
+        data_dir = saved["data_dir"]
+    load_split(data_dir, cfg.dataset, "train")  # bad data fails here, before anything is written
+    tasks = expand(cfg)
+    if not resume:
+        run = allocate_run(out, "studies", cfg.name, with_models=False)
+        study_dir = run.results
+        atomic_write_json(study_dir / "config.json", {
+            "study": cfg.to_dict(), "data_dir": str(Path(data_dir).resolve()), "out": str(out.resolve()),
+            "executor": executor, "tasks": [t["id"] for t in tasks], "versions": versions()})
+    done = finished_results(study_dir, tasks)
+    todo = [t for t in tasks if t["id"] not in done]
+    estimates = {t["id"]: estimate_seconds(cfg, t) for t in tasks}
+    ex = make_executor(executor, cfg.workers, cfg.threads_per_task, ray_address) if todo else None
+    workers = ex.workers if ex else 1
+    remaining = sum(estimates[t["id"]] for t in todo)
+    say(f"study {study_dir.name}: {len(tasks)} tasks ({len(done)} already done), "
+        f"{len([t for t in tasks if t['kind'] == 'generator'])} generators; estimated "
+        f"{format_duration(remaining / workers)} on {workers} {executor} worker(s) of "
+        f"{cfg.threads_per_task} thread(s)")
+    context = {"config": cfg.to_dict(), "out": str(out.resolve()), "data_dir": str(Path(data_dir).resolve())}
+    if todo:
+        schedule(ex, todo, done, context, study_dir, estimates)
+    return finish_study(study_dir, cfg, tasks, finished_results(study_dir, tasks), say)
+
+
+def schedule(ex, todo: list[dict], done: dict[str, dict], context: dict, study_dir: Path,
+             estimates: dict[str, float]) -> None:
+    """Submit every task whose dependencies are done; record each result as it arrives."""
+    waiting = {t["id"]: t for t in todo}
+    running: dict = {}
+    bar = progress_bar(total=round(sum(estimates[i] for i in waiting)), desc="study", unit="s", leave=True)
+    try:
+        while waiting or running:
+            for tid, task in list(waiting.items()):
+                deps = task["deps"]
+                if not all(d in done for d in deps.values()):
+                    continue
+                del waiting[tid]
+                failed = [d for d in deps.values() if "error" in done[d]]
+                if failed:  # a generator or filter model failed: the dependent task cannot run
+                    result = {"id": tid, "error": f"skipped: {failed[0]} failed ({done[failed[0]]['error']})"}
+                    atomic_write_json(task_path(study_dir, tid), result)
+                    done[tid] = result
+                    bar.update(round(estimates[tid]))
+                    continue
+                task = {**task, "inputs": {k: done[d]["run_dir"] for k, d in deps.items()}}
+                running[ex.submit(task, context)] = tid
+            if not running:
+                if waiting:  # cannot happen for a grid from expand(); guards against a hang
+                    raise RuntimeError(f"study tasks with unmet dependencies: {sorted(waiting)[:3]}")
+                continue
+            for handle in ex.wait_any(list(running)):
+                tid = running.pop(handle)
+                result = ex.result(handle)
+                atomic_write_json(task_path(study_dir, tid), result)
+                done[tid] = result
+                bar.update(round(estimates[tid]))
+    except BaseException:
+        ex.shutdown(cancel=True)
+        raise
+    finally:
+        bar.close()
+    ex.shutdown()
+
+
+def format_duration(seconds: float) -> str:
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+# ---------------------------------------------------------------- outputs
+
+def _csv(rows: list[dict], columns) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _relative(path: str, out: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(out.resolve()))
+    except ValueError:
+        return path
+
+
+def table_rows(cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], out: Path):
+    """(summary, per_class, generators, failures) rows, in task order."""
+    summary, per_class, generators, failures = [], [], [], []
+    for task in tasks:
+        r = results.get(task["id"])
+        if r is None:
+            continue
+        if "error" in r:
+            failures.append({"task": task["id"], "error": r["error"]})
+            continue
+        m = r["metrics"]
+        if task["kind"] == "generator":
+            generators.append({
+                "study": cfg.name, "dataset": cfg.dataset, "fraction": task["fraction"],
+                "seed": task["seed"], "generator": task["family"],
+                **{k: m.get(k, "") for k in GENERATOR_COLUMNS[5:13]},
+                "seconds": round(m["seconds"], 1), "run_dir": _relative(r["run_dir"], out),
+                "samples": str(Path(r["run_dir"]) / f"samples.{cfg.plot_format}")})
+            continue
+        v = task["variant"]
+        ids = {"study": cfg.name, "dataset": cfg.dataset, "arch": task["arch"],
+               "fraction": task["fraction"], "seed": task["seed"], "method": v["method"],
+               "generator": v["generator"], "ratio": v["ratio"], "filter": v["filter"], "mode": v["mode"]}
+        synthetic = r.get("synthetic") or {}
+        summary.append({
+            **ids, **{f"test_{k}": m["test"][k] for k in ("accuracy", "f1", "precision", "recall")},
+            "val_accuracy": m["val"]["accuracy"], "n_real": r["counts"]["train"],
+            "n_synthetic": r["counts"]["synthetic"],
+            "filter_kept": synthetic.get("acceptance_rate", "") if v["filter"] else "",
+            "seconds": m["seconds"], "run_dir": _relative(r["run_dir"], out),
+            "generator_run_dir": _relative(task["inputs"]["generator"], out) if v["generator"] and task.get("inputs") else ""})
+        per_class += [{**ids, "class": name, "f1": f1} for name, f1 in m["test_per_class_f1"].items()]
+    return summary, per_class, generators, failures
+
+
+def finish_study(study_dir: Path, cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], say) -> Path:
+    from .report import write_report
+    from .stats import write_stats
+
+    saved = read_json(study_dir / "config.json")
+    out = Path(saved["out"])
+    for task in tasks:  # the generator run a classifier used (the scheduler passed it in)
+        if task["kind"] == "classifier" and task["deps"].get("generator"):
+            gen = results.get(task["deps"]["generator"], {})
+            task["inputs"] = {"generator": gen.get("run_dir", "")}
+    summary, per_class, generators, failures = table_rows(cfg, tasks, results, out)
+    if not summary:
+        raise UserError(f"no classifier of study {study_dir.name} finished: "
+                        + (failures[0]["error"] if failures else "nothing ran"))
+    atomic_write_text(study_dir / "summary.csv", _csv(summary, SUMMARY_COLUMNS))
+    atomic_write_text(study_dir / "per_class.csv", _csv(per_class, tuple(per_class[0]) if per_class else ("class",)))
+    atomic_write_text(study_dir / "generators.csv", _csv(generators, GENERATOR_COLUMNS))
+    atomic_write_text(study_dir / "failures.csv", _csv(failures, ("task", "error")))
+    stats = write_stats(study_dir)
+    write_report(study_dir, stats, plot_format=cfg.plot_format)
+    (study_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)
+    for h in stats["headlines"]:
+        say(h["sentence"])
+    if failures:
+        say(f"{len(failures)} task(s) failed; see failures.csv")
+    say(f"report: {study_dir / 'report.html'}")
+    return study_dir

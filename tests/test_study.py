@@ -1,0 +1,185 @@
+"""`ganaug study`: the grid, presets and TOML, then real smoke studies end to end — local,
+killed and resumed, and on a local Ray instance — which must all agree."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA_DIR, assert_user_error, cli_env, ganaug
+from ganaug.errors import UserError
+from ganaug.study import expand
+from ganaug.study_config import PRESETS, StudyConfig, load_study_config
+
+SMOKE = ("study", "--preset", "smoke", "--data-dir", str(DATA_DIR))
+TIMING_KEYS = {"seconds", "seconds_mean", "run_dir", "samples", "path"}
+
+
+def study_dirs(out: Path) -> list[Path]:
+    return sorted((out / "results" / "studies").glob("smoke Run *"))
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def without_timing(obj):
+    """stats.json minus what legitimately differs between two runs: durations and folder names."""
+    if isinstance(obj, dict):
+        return {k: without_timing(v) for k, v in obj.items() if k not in TIMING_KEYS}
+    if isinstance(obj, list):
+        return [without_timing(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------- configuration and grid
+
+def test_presets_are_valid_and_quick_is_the_default():
+    assert load_study_config(None, None) == PRESETS["quick"]
+    assert PRESETS["standard"].fractions == (0.01, 0.05, 0.1, 1.0)
+    assert PRESETS["standard"].ratios == (0.5, 1.0, 2.0) and PRESETS["standard"].seeds == 5
+    assert PRESETS["full"].archs == ("shallow", "deep", "cnn", "transfer")
+
+
+def test_toml_overrides_the_preset(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('preset = "smoke"\nname = "mine"\nseeds = 4\nratios = [0.5, 2]\n'
+                    '[classifier]\nbatch_size = 64\n')
+    cfg = load_study_config(None, str(path))
+    assert (cfg.name, cfg.seeds, cfg.ratios) == ("mine", 4, (0.5, 2.0))
+    assert cfg.classifier == {**PRESETS["smoke"].classifier, "batch_size": 64}
+    assert cfg.optim_for("cnn").batch_size == 64
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("seeds = 0\n", "seeds"), ("fractions = [2.0]\n", "fractions"), ("nope = 1\n", "unknown"),
+    ("family = 'vae'\n", "family"), ("[classifier]\nlearning = 1\n", "classifier"),
+    ("seeds = \n", "not valid TOML")])
+def test_bad_toml_is_a_user_error(tmp_path, text, fragment):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=fragment):
+        load_study_config(None, str(path))
+    assert_user_error(ganaug("study", "--config", path, "--out", tmp_path), fragment)
+
+
+def test_grid_pairs_methods_and_shares_generators():
+    cfg = StudyConfig(name="g", fractions=(0.01, 0.1), seeds=2, ratios=(0.5, 1.0), family="cdcgan",
+                      lever_families=("cgan",), lever_filters=(0.9,), lever_modes=("pretrain",),
+                      lever_fractions=(0.01,))
+    tasks = expand(cfg)
+    ids = [t["id"] for t in tasks]
+    assert len(ids) == len(set(ids))
+    gens = [t for t in tasks if t["kind"] == "generator"]
+    # one generator per (fraction, seed, family); the lever family only where levers run
+    assert sorted((t["fraction"], t["seed"], t["family"]) for t in gens) == sorted(
+        [(0.01, s, f) for s in (0, 1) for f in ("cdcgan", "cgan")] + [(0.1, s, "cdcgan") for s in (0, 1)])
+    classifiers = [t for t in tasks if t["kind"] == "classifier"]
+    at_1pct = [t for t in classifiers if t["fraction"] == 0.01 and t["seed"] == 0]
+    # real, classical, 2 ratios x (gan, gan+classical), + family, filter and pretrain levers
+    assert len(at_1pct) == 2 + 4 + 3
+    filtered = [t for t in at_1pct if t["variant"]["filter"]]
+    assert filtered[0]["deps"]["filter"].endswith("-real")
+    for t in classifiers:  # every dependency is a task of the study, trained on the same cell
+        for dep in t["deps"].values():
+            assert dep in ids and f"-f{t['fraction']:g}-s{t['seed']}-" in dep
+    order = {tid: i for i, tid in enumerate(ids)}
+    assert all(order[d] < order[t["id"]] for t in classifiers for d in t["deps"].values())
+
+
+# ---------------------------------------------------------------- real smoke studies
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    proc = ganaug(*SMOKE, "--out", out, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = study_dirs(out)
+    return out, folder, proc
+
+
+def test_smoke_study_writes_the_complete_study_folder(smoke_study):
+    out, folder, proc = smoke_study
+    for name in ("report.html", "report.md", "summary.csv", "stats.json", "per_class.csv",
+                 "generators.csv", "config.json", "accuracy_vs_fraction.png"):
+        assert (folder / name).is_file(), name
+    assert not (folder / "INCOMPLETE").exists()
+    rows = read_rows(folder / "summary.csv")
+    cfg = PRESETS["smoke"]
+    # one row per trained classifier: seeds x (real, classical, gan, gan+classical)
+    assert len(rows) == cfg.seeds * 4
+    assert {r["method"] for r in rows} == {"real", "classical", "gan", "gan+classical"}
+    for r in rows:
+        assert 0 < float(r["test_accuracy"]) <= 1
+        run = out / r["run_dir"]
+        assert (run / "metrics.json").is_file() and not (run / "INCOMPLETE").exists()
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["test"]["accuracy"] == pytest.approx(float(r["test_accuracy"]))
+        if r["method"].startswith("gan"):
+            assert int(r["n_synthetic"]) == int(r["n_real"])  # ratio 1
+            assert (out / r["generator_run_dir"] / "samples.png").is_file()
+    # paired: the same seed trains every method on the same real subset
+    for seed in range(cfg.seeds):
+        assert len({r["n_real"] for r in rows if r["seed"] == str(seed)}) == 1
+    gens = read_rows(folder / "generators.csv")
+    assert len(gens) == cfg.seeds and all(float(g["fd_domain"]) > 0 for g in gens)
+    stats = json.loads((folder / "stats.json").read_text())
+    html = (folder / "report.html").read_text()
+    sentence = stats["headlines"][0]["sentence"]
+    assert sentence.startswith("At 0.5% of the data")
+    assert sentence in html and sentence in (folder / "report.md").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert sentence in proc.stdout and "estimated" in proc.stdout
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
+    _, reference, _ = smoke_study
+    script = Path(__import__("sys").executable).with_name("ganaug")
+    proc = subprocess.Popen([str(script), *SMOKE, "--out", str(tmp_path)], env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # wait for some, but not all, tasks to be recorded
+        done = list(tmp_path.glob("results/studies/smoke Run 1/tasks/*.json"))
+        if len(done) >= 3 or proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the study finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (folder,) = study_dirs(tmp_path)
+    assert (folder / "INCOMPLETE").exists() and not (folder / "report.html").exists()
+    recorded = {p.name for p in (folder / "tasks").glob("*.json")}
+    resumed = ganaug("study", "--resume", "--out", tmp_path, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({len(recorded)} already done)" in resumed.stdout
+    assert study_dirs(tmp_path) == [folder]  # continued in the same folder
+    got = json.loads((folder / "stats.json").read_text())
+    want = json.loads((reference / "stats.json").read_text())
+    assert without_timing(got) == without_timing(want)
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_numbers(smoke_study, tmp_path):
+    _, reference, _ = smoke_study
+    proc = ganaug(*SMOKE, "--executor", "ray", "--out", tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = study_dirs(tmp_path)
+    got = json.loads((folder / "stats.json").read_text())
+    want = json.loads((reference / "stats.json").read_text())
+    assert without_timing(got) == without_timing(want)
+
+
+def test_resume_without_an_unfinished_study_is_a_user_error(tmp_path):
+    assert_user_error(ganaug("study", "--resume", "--out", tmp_path), "no unfinished study")
+
+
+def test_unknown_executor_is_a_user_error(tmp_path):
+    assert_user_error(ganaug(*SMOKE, "--executor", "spark", "--out", tmp_path), "--executor")
