@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -43,11 +42,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 import ganaug.fit
@@ -56,56 +53,14 @@ from ganaug.data import get_dataset, load_split
 from ganaug.fit import build_classifier, fit
 from ganaug.runtime import resolve_precision, set_threads, training_env, tune_malloc
 
+from common import TutorialFashionMNIST, alternate_rounds, cpu_name, matmul_peak
+
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL_BATCH = 64  # pytorch/examples mnist/main.py --batch-size default
 VAL_IMAGES = 1000  # fit() validates each epoch; outside its timed steps, so only needs to be small
 
 
 # ---------------------------------------------------------------- tutorial pipeline
-
-def to_tensor(pic: Image.Image) -> torch.Tensor:
-    """torchvision.transforms.functional.to_tensor for a PIL image: HWC uint8 -> CHW float / 255."""
-    mode_to_nptype = {"I": np.int32, "I;16": np.int16, "F": np.float32}
-    img = torch.from_numpy(np.array(pic, mode_to_nptype.get(pic.mode, np.uint8), copy=True))
-    if pic.mode == "1":
-        img = 255 * img
-    img = img.view(pic.size[1], pic.size[0], len(pic.getbands()))
-    img = img.permute((2, 0, 1)).contiguous()
-    if isinstance(img, torch.ByteTensor):
-        return img.to(dtype=torch.get_default_dtype()).div(255)
-    return img
-
-
-def normalize(tensor: torch.Tensor, mean, std) -> torch.Tensor:
-    """torchvision.transforms.functional.normalize (inplace=False) for a float CHW tensor."""
-    if not tensor.is_floating_point():
-        raise TypeError("input tensor should be a float tensor")
-    tensor = tensor.clone()
-    mean = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device)
-    std = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device)
-    if (std == 0).any():
-        raise ValueError("std evaluated to zero, leading to division by zero")
-    if mean.ndim == 1:
-        mean = mean.view(-1, 1, 1)
-    if std.ndim == 1:
-        std = std.view(-1, 1, 1)
-    return tensor.sub_(mean).div_(std)
-
-
-class TutorialFashionMNIST(Dataset):
-    """torchvision.datasets.FashionMNIST's __getitem__ with Compose([ToTensor(), Normalize()])."""
-
-    def __init__(self, data: torch.Tensor, targets: torch.Tensor, mean: float, std: float):
-        self.data, self.targets, self.mean, self.std = data, targets, (mean,), (std,)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int):
-        img, target = self.data[index], int(self.targets[index])
-        img = Image.fromarray(img.numpy(), mode="L")
-        return normalize(to_tensor(img), self.mean, self.std), target
-
 
 def tutorial_train(model, device, train_loader, optimizer, max_steps: int | None = None) -> int:
     """pytorch/examples mnist/main.py ``train()`` minus its log printing; returns images seen."""
@@ -157,18 +112,6 @@ def train_flops_per_image(model: torch.nn.Module, batch: int = 64) -> float:
     with torch.no_grad(), counter:
         model.eval()(torch.rand(batch, 1, 28, 28))
     return 3 * counter.get_total_flops() / batch
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 8) -> float:
-    """Best single ``torch.mm`` of two n x n matrices, in GFLOP/s."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 # ---------------------------------------------------------------- malloc check
@@ -227,13 +170,6 @@ def malloc_check(args) -> list[dict]:
 
 # ---------------------------------------------------------------- main
 
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")),
-                platform.processor())
-
-
 def compare(args, report: dict) -> None:
     device = torch.device("cpu")
     info = get_dataset("fashion-mnist")
@@ -245,11 +181,7 @@ def compare(args, report: dict) -> None:
     runs = {"tutorial": lambda: run_tutorial(args.arch, info, x, y, device, args.warmup_steps),
             "ganaug": lambda: run_ganaug(args.arch, info, x, y, val_x, val_y, device, precision,
                                          args.warmup_steps)}
-    rounds = {name: [] for name in runs}
-    for r in range(args.rounds):  # alternate the order so drift on the machine hits both
-        for name in (("tutorial", "ganaug") if r % 2 == 0 else ("ganaug", "tutorial")):
-            rounds[name].append(runs[name]())
-            print(f"  round {r + 1} {name:8s} {rounds[name][-1]:8.0f} images/s", flush=True)
+    rounds = alternate_rounds(runs, args.rounds)
     pipelines = {}
     for name, prec, batch in (("tutorial", "fp32", TUTORIAL_BATCH),
                               ("ganaug", precision, CLASSIFIER_DEFAULTS[args.arch].batch_size)):

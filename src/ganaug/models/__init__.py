@@ -1,0 +1,1 @@
+"""Plain `nn.Module`s in registries: classifiers and conditional generators."""
