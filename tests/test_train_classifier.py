@@ -103,7 +103,7 @@ def test_model_info_and_config(cnn_runs):
     assert f"Parameters: {params:,}" in info
     assert "Batch size: 256" in info and re.search(r"^Epochs: 2\b", info, re.M)
     assert re.search(r"^Optimizer: adamw \(peak lr 0\.003, weight decay", info, re.M)
-    assert "Conv2d(1, 32" in info  # the layers
+    assert "Conv2d(1, 48" in info  # the layers (CNN default channels 48, 96, 192)
     config = json.loads((run.results / "config.json").read_text())
     assert config["seed"] == 0 and config["arch"] == "cnn" and config["fraction"] == 0.01
     assert config["optim"]["epochs"] == 2
