@@ -26,7 +26,7 @@ TASKS_DIR = "tasks"
 # Single-thread training throughput measured on this project's 2-core machine (images/s), used
 # only to print an estimate before a study starts. Per-task overhead covers start-up, the final
 # evaluation on 10,000 test images, the ONNX export and the plots.
-CLASSIFIER_IMAGES_PER_SECOND = {"shallow": 20000, "deep": 9000, "cnn": 2300, "transfer": 150}
+CLASSIFIER_IMAGES_PER_SECOND = {"shallow": 20000, "deep": 9000, "cnn": 1700, "transfer": 150}
 GENERATOR_IMAGES_PER_SECOND = {"cgan": 3000, "cdcgan": 500, "acgan": 500, "sngan": 450}
 TASK_OVERHEAD_SECONDS = {"classifier": 12, "generator": 10}
 SUMMARY_COLUMNS = ("study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",

@@ -171,8 +171,9 @@ PRESETS: dict[str, StudyConfig] = {
         classifier={"epochs": 2, "min_steps": 0}, generator={"epochs": 2, "min_steps": 0}),
     # the default and `make run`: a real, small study in under 10 minutes on 2 cores
     "quick": StudyConfig(
-        name="quick", fractions=(0.01, 0.1), seeds=3, ratios=(1.0,), family="cdcgan",
-        classifier={"epochs": 10, "min_steps": 600}, generator={"epochs": 4, "min_steps": 1200}),
+        name="quick", fractions=(0.01, 0.1), seeds=3, ratios=(1.0,), family="cgan",
+        classifier={"epochs": 4, "min_steps": 150, "batch_size": 128},
+        generator={"epochs": 4, "min_steps": 400}),
     # the study behind the README: a few hours here
     "standard": StudyConfig(
         name="standard", fractions=(0.01, 0.05, 0.1, 1.0), seeds=5, ratios=(0.5, 1.0, 2.0),
