@@ -120,7 +120,7 @@ def test_generate_and_evaluate_errors(cgan_run, tmp_path):
 
 
 def _train_args(out: Path, epochs: int) -> list[str]:
-    return ["train-generator", "--arch", "cgan", "--epochs", str(epochs), "--no-metrics",
+    return ["train-generator", "--arch", "cgan", "--epochs", str(epochs), "--batch-size", "256", "--no-metrics",
             "--out", str(out), *TINY]
 
 

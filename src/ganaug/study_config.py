@@ -173,7 +173,7 @@ PRESETS: dict[str, StudyConfig] = {
     "quick": StudyConfig(
         name="quick", fractions=(0.01, 0.1), seeds=3, ratios=(1.0,), family="cgan",
         classifier={"epochs": 4, "min_steps": 150, "batch_size": 128},
-        generator={"epochs": 4, "min_steps": 400}),
+        generator={"epochs": 4, "min_steps": 400, "batch_size": 256}),
     # the study behind the README: a few hours here
     "standard": StudyConfig(
         name="standard", fractions=(0.01, 0.05, 0.1, 1.0), seeds=5, ratios=(0.5, 1.0, 2.0),
