@@ -43,6 +43,34 @@ def test_every_family_maps_noise_and_labels_to_images(family):
     assert not torch.allclose(g(z[:1], torch.tensor([0])), g(z[:1], torch.tensor([7])))
 
 
+def test_mode_seeking_pairs_share_labels_and_reward_diversity():
+    """The mode-seeking term compares pairs (i, i + n/2) that share a label: it is large when z
+    changes nothing (one image per class) and small when it does."""
+    from ganaug.gan_config import generator_config
+    from ganaug.train_generator import build_state, mode_seeking_loss, train_step
+    from ganaug.data import get_dataset
+
+    z = torch.randn(8, 16)
+    same = torch.rand(1, 1, 28, 28).expand(8, 1, 28, 28)
+    varied = torch.rand(8, 1, 28, 28)
+    assert mode_seeking_loss(same, z) > 1000 * mode_seeking_loss(varied, z)
+
+    seen = {}
+    real_forward = GENERATORS["cdcgan"].make_g(10, 64, 64).__class__.forward
+
+    def spy(self, z, label):
+        seen["label"] = label.clone()
+        return real_forward(self, z, label)
+
+    cfg = generator_config("cdcgan", epochs=1, batch_size=10, mode_seeking=1.0, diffaugment=False)
+    state = build_state(cfg, get_dataset("fashion-mnist"), torch.device("cpu"))
+    state.g.forward = spy.__get__(state.g)
+    real = torch.rand(10, 1, 28, 28)
+    losses = train_step(state, GENERATORS["cdcgan"], cfg, real, torch.arange(10), 10, torch.device("cpu"), "fp32")
+    assert torch.isfinite(losses).all()
+    assert torch.equal(seen["label"][:5], seen["label"][5:])
+
+
 @pytest.fixture(scope="module")
 def cgan_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
@@ -205,6 +233,7 @@ def test_diverging_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
     (["--arch", "vae"], "--arch"), (["--arch", "cgan", "--epochs", "0"], "--epochs"),
     (["--arch", "cgan", "--lr-g", "-1"], "--lr-g"), (["--arch", "cgan", "--fraction", "3"], "--fraction"),
     (["--arch", "cgan", "--ema-decay", "1.5"], "--ema-decay"), ([], "--arch is required"),
+    (["--arch", "cdcgan", "--mode-seeking", "-1"], "--mode-seeking"),
     (["--resume", "/nonexistent/run"], "does not exist")])
 def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
     assert_user_error(ganaug("train-generator", *args, "--out", tmp_path, "--data-dir", DATA_DIR), fragment)

@@ -102,6 +102,8 @@ def build_parser() -> Parser:
     tg.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                     help="sample from an EMA of the generator's weights (default on)")
     tg.add_argument("--ema-decay", type=float, default=None)
+    tg.add_argument("--mode-seeking", type=float, default=None, metavar="WEIGHT",
+                    help="weight of the mode-seeking term that makes z matter (0 = off)")
     tg.add_argument("--no-cas", action="store_true",
                     help="skip the classification accuracy score (it trains a CNN)")
     tg.add_argument("--no-metrics", action="store_true", help="skip all generator metrics")
@@ -206,6 +208,7 @@ def cmd_train_generator(args) -> None:
             args.arch, dataset=args.dataset, fraction=args.fraction, seed=args.seed,
             epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
             diffaugment=args.diffaugment, ema=args.ema, ema_decay=args.ema_decay,
+            mode_seeking=args.mode_seeking,
             precision=args.precision, device=args.device, plot_format=args.plot_format,
             tensorboard=args.tensorboard, cas=not args.no_cas, evaluate=not args.no_metrics)
         result = train_generator(cfg, args.data_dir, args.out)

@@ -32,6 +32,10 @@ class GanOptim:
     ema: bool = True  # sample from an exponential moving average of the generator's weights
     ema_decay: float = 0.999
     channels_last: bool = False
+    # Mode-seeking regularisation (Mao et al. 2019, MSGAN): weight of 1 / (image distance / noise
+    # distance) between pairs of fakes that share a label. Conditional GANs tend to ignore z and
+    # draw one image per class (recall ~0); this term rewards G for letting z change the image.
+    mode_seeking: float = 0.0
 
     def __post_init__(self):
         check(self.epochs >= 1, f"--epochs must be at least 1; got {self.epochs}")
@@ -46,6 +50,8 @@ class GanOptim:
         check(0 <= self.diffaug_shift < 0.5 and 0 <= self.diffaug_cutout < 1,
               "diffaug_shift must be in [0, 0.5) and diffaug_cutout in [0, 1)")
         check(0 < self.ema_decay < 1, f"--ema-decay must be in (0, 1); got {self.ema_decay}")
+        check(math.isfinite(self.mode_seeking) and self.mode_seeking >= 0,
+              f"--mode-seeking must be a number >= 0; got {self.mode_seeking}")
 
 
 GENERATOR_DEFAULTS: dict[str, GanOptim] = {

@@ -51,6 +51,7 @@ def model_info(run: Run, cfg, config: dict, state, metrics: dict) -> str:
         f"DiffAugment: " + (f"translation {o.diffaug_shift}, cutout {o.diffaug_cutout}"
                             if o.diffaugment else "off"),
         "Sampling weights: " + (f"EMA of the generator (decay {o.ema_decay})" if o.ema else "generator"),
+        "Mode-seeking term: " + (f"weight {o.mode_seeking}" if o.mode_seeking else "off"),
         f"Precision: {config['precision_resolved']} on {config['device_resolved']}"
         + (", channels-last" if o.channels_last else ""),
         f"Data: {cfg.dataset}, fraction {cfg.fraction}; trained on {counts['train']} real images "

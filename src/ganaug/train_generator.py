@@ -129,6 +129,14 @@ def g_loss(family: Family, fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake).mean()  # non-saturating
 
 
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's term: 1 / (mean |G(z1, c) - G(z2, c)| / mean |z1 - z2|) over the pairs
+    (i, i + n // 2), which share their label. Small when different noise gives different images."""
+    h = len(z) // 2
+    ratio = (fake[:h] - fake[h:2 * h]).abs().mean() / (z[:h] - z[h:2 * h]).abs().mean()
+    return 1 / (ratio + eps)
+
+
 # ---------------------------------------------------------------- the loop
 
 def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torch.Tensor,
@@ -138,7 +146,11 @@ def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torc
     gen = state.generator
     b = len(real_y)
     z = torch.randn(b, o.z_dim, generator=gen).to(device)
-    fake_y = torch.randint(0, num_classes, (b,), generator=gen).to(device)
+    if o.mode_seeking:  # pairs (i, i + b // 2) share a label, for the mode-seeking term
+        half = torch.randint(0, num_classes, ((b + 1) // 2,), generator=gen)
+        fake_y = torch.cat([half, half])[:b].to(device)
+    else:
+        fake_y = torch.randint(0, num_classes, (b,), generator=gen).to(device)
 
     def aug(x):
         return diff_augment(x, o.diffaug_shift, o.diffaug_cutout, gen) if o.diffaugment else x
@@ -160,6 +172,8 @@ def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torc
         loss_g = g_loss(family, out_g.float())
         if family.aux_classifier:
             loss_g = loss_g + o.aux_weight * F.cross_entropy(cls_g.float(), fake_y)
+        if o.mode_seeking:
+            loss_g = loss_g + o.mode_seeking * mode_seeking_loss(fake.float(), z)
     state.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     state.opt_g.step()
