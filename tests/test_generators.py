@@ -46,6 +46,8 @@ def test_every_family_maps_noise_and_labels_to_images(family):
 def test_mode_seeking_pairs_share_labels_and_reward_diversity():
     """The mode-seeking term compares pairs (i, i + n/2) that share a label: it is large when z
     changes nothing (one image per class) and small when it does."""
+    from dataclasses import replace
+
     from ganaug.gan_config import generator_config
     from ganaug.train_generator import build_state, mode_seeking_loss, train_step
     from ganaug.data import get_dataset
@@ -69,6 +71,9 @@ def test_mode_seeking_pairs_share_labels_and_reward_diversity():
     losses = train_step(state, GENERATORS["cdcgan"], cfg, real, torch.arange(10), 10, torch.device("cpu"), "fp32")
     assert torch.isfinite(losses).all()
     assert torch.equal(seen["label"][:5], seen["label"][5:])
+    odd = replace(cfg, optim=replace(cfg.optim, batch_size=7))
+    train_step(state, GENERATORS["cdcgan"], odd, real[:7], torch.arange(7), 10, torch.device("cpu"), "fp32")
+    assert torch.equal(seen["label"][:3], seen["label"][4:])  # pairs (i, i + 4) of 7
 
 
 @pytest.fixture(scope="module")

@@ -131,9 +131,11 @@ def g_loss(family: Family, fake: torch.Tensor) -> torch.Tensor:
 
 def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """MSGAN's term: 1 / (mean |G(z1, c) - G(z2, c)| / mean |z1 - z2|) over the pairs
-    (i, i + n // 2), which share their label. Small when different noise gives different images."""
-    h = len(z) // 2
-    ratio = (fake[:h] - fake[h:2 * h]).abs().mean() / (z[:h] - z[h:2 * h]).abs().mean()
+    (i, i + ceil(n / 2)), which share their label (see ``train_step``). Small when different noise
+    gives different images."""
+    h = (len(z) + 1) // 2
+    m = len(z) - h
+    ratio = (fake[:m] - fake[h:]).abs().mean() / (z[:m] - z[h:]).abs().mean()
     return 1 / (ratio + eps)
 
 
@@ -146,7 +148,7 @@ def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torc
     gen = state.generator
     b = len(real_y)
     z = torch.randn(b, o.z_dim, generator=gen).to(device)
-    if o.mode_seeking:  # pairs (i, i + b // 2) share a label, for the mode-seeking term
+    if o.mode_seeking:  # pairs (i, i + ceil(b / 2)) share a label, for the mode-seeking term
         half = torch.randint(0, num_classes, ((b + 1) // 2,), generator=gen)
         fake_y = torch.cat([half, half])[:b].to(device)
     else:
