@@ -60,8 +60,10 @@ GENERATOR_DEFAULTS: dict[str, GanOptim] = {
                      d_dropout=0.3, min_steps=3000),
     "cdcgan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000,
                        channels_last=True),
+    # mode-seeking 0.2, full data, 15 epochs: fd_domain 15.0 -> 8.3, recall 0.00 -> 0.08,
+    # gan_test 0.83 -> 0.88, CAS 0.56 -> 0.67 (README, "Generators on full Fashion-MNIST")
     "acgan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000,
-                      channels_last=True),
+                      channels_last=True, mode_seeking=0.2),
     "sngan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.9,
                       min_steps=3000, channels_last=True),
 }
