@@ -31,11 +31,16 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def without_timing(obj):
-    """stats.json minus what legitimately differs between two runs: durations and folder names."""
+    """stats.json minus what legitimately differs between two runs: durations and folder names.
+    Floats are compared to 10 significant digits: the accuracies agree exactly, but a generator's
+    Fréchet distance (a matrix square root in scipy) can differ in its 15th digit between a Ray
+    worker and a local one."""
     if isinstance(obj, dict):
         return {k: without_timing(v) for k, v in obj.items() if k not in TIMING_KEYS}
     if isinstance(obj, list):
         return [without_timing(v) for v in obj]
+    if isinstance(obj, float):
+        return float(f"{obj:.10g}")
     return obj
 
 

@@ -43,6 +43,7 @@ def die_with_parent() -> None:
 
 def worker_init(threads: int) -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     from .runtime import tune_malloc
 
@@ -50,6 +51,10 @@ def worker_init(threads: int) -> None:
     os.environ["GANAUG_PROGRESS"] = "0"
     tune_malloc()
     torch.set_num_threads(threads)
+    # numpy/scipy's BLAS and OpenMP pools too (the generator metrics use them): Ray starts its workers
+    # with OMP_NUM_THREADS=1, a spawned local worker inherits the default (all cores); a different
+    # thread count changes the order of float reductions, and so the metrics' last digits.
+    threadpool_limits(limits=threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set: Ray reuses its worker processes
