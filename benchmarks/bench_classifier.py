@@ -53,7 +53,8 @@ from ganaug.data import get_dataset, load_split
 from ganaug.fit import build_classifier, fit
 from ganaug.runtime import resolve_precision, set_threads, training_env, tune_malloc
 
-from common import TutorialFashionMNIST, alternate_rounds, cpu_name, matmul_peak
+from common import (TutorialFashionMNIST, alternate_rounds, finish_report, matmul_peaks, peaks_line,
+                    start_report)
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL_BATCH = 64  # pytorch/examples mnist/main.py --batch-size default
@@ -177,7 +178,7 @@ def compare(args, report: dict) -> None:
     x, y, val_x, val_y = x[:args.images], y[:args.images], x[-VAL_IMAGES:], y[-VAL_IMAGES:]
     precision = resolve_precision("auto", device)
     flops = train_flops_per_image(build_classifier(args.arch, info))
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peaks = matmul_peaks()
     runs = {"tutorial": lambda: run_tutorial(args.arch, info, x, y, device, args.warmup_steps),
             "ganaug": lambda: run_ganaug(args.arch, info, x, y, val_x, val_y, device, precision,
                                          args.warmup_steps)}
@@ -194,8 +195,7 @@ def compare(args, report: dict) -> None:
                   train_flops_per_image=flops, matmul_peak_gflops=peaks, pipelines=pipelines,
                   ratio_ganaug_over_tutorial=ratio)
 
-    print(f"\nmatmul peak (2048x2048 torch.mm, best of 8): fp32 {peaks['fp32']:.0f} GFLOP/s, "
-          f"bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print("\n" + peaks_line(peaks))
     print(f"{args.arch}: {flops / 1e6:.1f} MFLOP per training image (forward x3), "
           f"{len(y)} images per pass, {args.rounds} rounds")
     print(f"{'pipeline':<10}{'batch':>6}{'prec':>6}{'rounds (images/s)':>22}{'mean':>8}"
@@ -227,10 +227,7 @@ def main() -> None:
 
     tuned = False if args.no_tune_malloc else tune_malloc()
     set_threads(args.threads)
-    report = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "malloc_tuned_in_process": tuned, "load_average_start": os.getloadavg()}
-    print(f"{report['cpu']}, {report['threads']} torch threads, torch {torch.__version__}, "
-          f"tune_malloc in process: {tuned}, load average {os.getloadavg()[0]:.2f}")
+    report = start_report(tuned)
     if args.malloc_check != "only":
         compare(args, report)
     if args.malloc_check != "off":
@@ -241,13 +238,7 @@ def main() -> None:
         for row in rows:
             print(f"{row['variant']:<26}{row['images_per_second']:>10.0f}"
                   f"{row['minor_faults_per_step']:>20.0f}")
-    report["load_average_end"] = os.getloadavg()  # other work on the machine skews the numbers
-    print(f"\nload average (1 min) at start {report['load_average_start'][0]:.2f}, "
-          f"at end {report['load_average_end'][0]:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
-
+    finish_report(report, args.out)
 
 if __name__ == "__main__":
     main()

@@ -45,7 +45,6 @@ sizes, precisions and layouts, and without DiffAugment and EMA, one pass each.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -65,7 +64,8 @@ from ganaug.models.generators import GENERATORS
 from ganaug.runtime import resolve_precision, set_threads, tune_malloc
 from ganaug.train_generator import build_state, steps_per_epoch, train_loop, train_step
 
-from common import TutorialFashionMNIST, alternate_rounds, cpu_name, matmul_peak
+from common import (TutorialFashionMNIST, alternate_rounds, finish_report, matmul_peaks, peaks_line,
+                    start_report)
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("cgan", "cdcgan")  # the two the scripts have a counterpart for
@@ -291,25 +291,13 @@ def main() -> None:
     n -= n % TUTORIAL_BATCH == 1
     x, y = x[:n], y[:n]
     precision = resolve_precision("auto", CPU)
-    report = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "malloc_tuned_in_process": tuned, "load_average_start": os.getloadavg(),
-              "images": n, "rounds": args.rounds, "warmup_steps": args.warmup_steps,
-              "precision_auto": precision}
-    print(f"{report['cpu']}, {report['threads']} torch threads, torch {torch.__version__}, "
-          f"tune_malloc in process: {tuned}, load average {os.getloadavg()[0]:.2f}")
-    peaks = report["matmul_peak_gflops"] = {"fp32": matmul_peak(torch.float32),
-                                            "bf16": matmul_peak(torch.bfloat16)}
-    print(f"matmul peak (2048x2048 torch.mm, best of 8): fp32 {peaks['fp32']:.0f} GFLOP/s, "
-          f"bf16 {peaks['bf16']:.0f} GFLOP/s")
+    report = start_report(tuned)
+    report.update(images=n, rounds=args.rounds, warmup_steps=args.warmup_steps, precision_auto=precision)
+    peaks = report["matmul_peak_gflops"] = matmul_peaks()
+    print(peaks_line(peaks))
     report["families"] = {family: measure_family(family, info, x, y, args, precision, peaks)
                           for family in args.family}
-    report["load_average_end"] = os.getloadavg()  # other work on the machine skews the numbers
-    print(f"\nload average (1 min) at start {report['load_average_start'][0]:.2f}, "
-          f"at end {report['load_average_end'][0]:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
-
+    finish_report(report, args.out)
 
 if __name__ == "__main__":
     main()

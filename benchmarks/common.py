@@ -5,6 +5,8 @@ Imported by the scripts next to it (``python benchmarks/bench_*.py`` puts this f
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -73,6 +75,35 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 8) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def matmul_peaks() -> dict[str, float]:
+    """GFLOP/s peaks of the two precisions the pipelines run in."""
+    return {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+
+
+def peaks_line(peaks: dict[str, float]) -> str:
+    return (f"matmul peak (2048x2048 torch.mm, best of 8): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+            f"bf16 {peaks['bf16']:.0f} GFLOP/s")
+
+
+def start_report(tuned: bool) -> dict:
+    """The machine facts every benchmark records first, printed as its header line."""
+    report = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "malloc_tuned_in_process": tuned, "load_average_start": os.getloadavg()}
+    print(f"{report['cpu']}, {report['threads']} torch threads, torch {torch.__version__}, "
+          f"tune_malloc in process: {tuned}, load average {report['load_average_start'][0]:.2f}")
+    return report
+
+
+def finish_report(report: dict, out: Path) -> None:
+    """Record the load at the end (other work on the machine skews the numbers) and write ``out``."""
+    report["load_average_end"] = os.getloadavg()
+    print(f"\nload average (1 min) at start {report['load_average_start'][0]:.2f}, "
+          f"at end {report['load_average_end'][0]:.2f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {out}")
 
 
 def alternate_rounds(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
