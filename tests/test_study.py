@@ -53,6 +53,18 @@ def test_presets_are_valid_and_quick_is_the_default():
     assert PRESETS["full"].archs == ("shallow", "deep", "cnn", "transfer")
 
 
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    proc = ganaug("study", "--preset", "standard", "--dry-run", "--out", tmp_path, "--data-dir", DATA_DIR)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "study standard: 240 tasks on fashion-mnist, 5 seeds, archs cnn"
+    assert lines[1].startswith("  0.01: 55 classifiers, 10 generators (acgan, cgan), 11 methods per seed")
+    assert lines[4].startswith("  1: 40 classifiers, 5 generators (acgan), 8 methods per seed")
+    assert lines[-1].startswith("estimated ") and " h on " in lines[-1]
+    assert list(tmp_path.iterdir()) == []
+    assert_user_error(ganaug("study", "--dry-run", "--resume", "--out", tmp_path), "--dry-run")
+
+
 def test_toml_overrides_the_preset(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('preset = "smoke"\nname = "mine"\nseeds = 4\nratios = [0.5, 2]\n'

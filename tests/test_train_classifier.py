@@ -240,3 +240,18 @@ def test_a_last_batch_of_one_image_trains():
     result = fit(model, cfg.optim, x, y, x, y, device=torch.device("cpu"), precision="fp32",
                  generator=g)
     assert result.epochs == 1
+
+
+def test_step_budget_raises_small_sets_and_caps_large_ones():
+    """min_steps lifts a 1% subset to enough updates; max_steps gives real + synthetic sets the
+    same number of updates as the real set alone (to the nearest whole epoch)."""
+    from ganaug.config import OptimConfig
+    from ganaug.fit import epochs_for
+
+    optim = OptimConfig(epochs=15, batch_size=256, lr=1e-3, weight_decay=0, min_steps=500, max_steps=1700)
+    steps = {n: epochs_for(optim, n) * -(-n // 256) for n in (540, 54000, 81000, 162000)}
+    assert steps[540] >= 500  # 3 batches per epoch -> 167 epochs
+    assert all(abs(s - 1700) <= 0.5 * -(-n // 256) for n, s in steps.items() if n > 540)
+    assert epochs_for(OptimConfig(epochs=15, batch_size=256, lr=1e-3, weight_decay=0), 162000) == 15
+    with pytest.raises(Exception, match="max_steps"):
+        OptimConfig(epochs=1, batch_size=8, lr=1e-3, weight_decay=0, min_steps=100, max_steps=50)

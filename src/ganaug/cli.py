@@ -128,6 +128,8 @@ def build_parser() -> Parser:
     st.add_argument("--resume", nargs="?", const=True, default=None, metavar="STUDY_DIR",
                     help="continue the latest unfinished study (or STUDY_DIR), skipping finished tasks")
     st.add_argument("--plot-format", default=None, help="png (default), pdf or svg")
+    st.add_argument("--dry-run", action="store_true",
+                    help="print the grid and the estimated time, then stop without writing anything")
 
     ref = sub.add_parser("build-reference", parents=[common],
                          help="rebuild the reference feature network of the generator metrics")
@@ -253,6 +255,13 @@ def cmd_study(args) -> None:
         cfg = replace(cfg, **{k: v for k, v in overrides.items() if v != "auto" or k == "plot_format"})
     elif args.preset or args.config:
         raise UserError("--resume continues a study with its saved configuration; drop --preset/--config")
+    if args.dry_run:
+        if args.resume:
+            raise UserError("--dry-run shows a new study's plan; it cannot be combined with --resume")
+        from .study import plan_study
+
+        plan_study(cfg, args.executor)
+        return
     run_study(cfg, args.out, args.data_dir, executor=args.executor, ray_address=args.ray_address,
               resume=args.resume)
 

@@ -48,6 +48,10 @@ class OptimConfig:
     # Small subsets have few batches per epoch; train at least this many steps so a 1% run is
     # not stopped after a handful of updates. Best-epoch selection by validation still applies.
     min_steps: int = 0
+    # At most about this many steps (0 = no cap): epochs are cut, to the nearest whole epoch, so
+    # a run on real + synthetic images gets as many updates as one on the real images alone
+    # (a compute-matched comparison; the standard study uses it at 100% of the data).
+    max_steps: int = 0
     channels_last: bool = False
 
     def __post_init__(self):
@@ -61,6 +65,8 @@ class OptimConfig:
         check(0 <= self.warmup_fraction < 1, "warmup_fraction must be in [0, 1)")
         check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         check(self.min_steps >= 0, "min_steps must be >= 0")
+        check(self.max_steps == 0 or self.max_steps >= self.min_steps,
+              f"max_steps must be 0 (no cap) or at least min_steps; got {self.max_steps}")
 
 
 # Chosen by measurement on a validation split of the full Fashion-MNIST training set (see README).

@@ -61,9 +61,13 @@ def make_optimizer(model: nn.Module, optim: OptimConfig, total_steps: int):
 
 
 def epochs_for(optim: OptimConfig, n_train: int) -> int:
-    """The configured epochs, raised so that small subsets still get ``min_steps`` updates."""
+    """The configured epochs, raised so that small subsets still get ``min_steps`` updates and
+    lowered (to the nearest whole epoch, at least one) so that large sets stay near ``max_steps``."""
     steps_per_epoch = max(1, math.ceil(n_train / optim.batch_size))
-    return max(optim.epochs, math.ceil(optim.min_steps / steps_per_epoch))
+    epochs = max(optim.epochs, math.ceil(optim.min_steps / steps_per_epoch))
+    if optim.max_steps and epochs * steps_per_epoch > optim.max_steps:
+        epochs = max(1, round(optim.max_steps / steps_per_epoch))
+    return epochs
 
 
 @torch.no_grad()

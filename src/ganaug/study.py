@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -167,6 +168,29 @@ def latest_incomplete(out: Path) -> Path:
     if not candidates:
         raise UserError(f"no unfinished study under {root} to resume; start one without --resume")
     return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def plan_study(cfg: StudyConfig, executor: str = "local", say=print) -> float:
+    """Print the study's grid per fraction and its estimated time; return the estimate (seconds)."""
+    from .executors import check_executor
+
+    check_executor(executor, None)
+    tasks = expand(cfg)
+    workers = cfg.workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_task)
+    say(f"study {cfg.name}: {len(tasks)} tasks on {cfg.dataset}, {cfg.seeds} seeds, archs "
+        f"{', '.join(cfg.archs)}")
+    total = 0.0
+    for fraction in cfg.fractions:
+        cell = [t for t in tasks if t["fraction"] == fraction]
+        seconds = sum(estimate_seconds(cfg, t) for t in cell)
+        total += seconds
+        gens = sorted({t["family"] for t in cell if t["kind"] == "generator"})
+        say(f"  {fraction:g}: {sum(t['kind'] == 'classifier' for t in cell)} classifiers, "
+            f"{sum(t['kind'] == 'generator' for t in cell)} generators ({', '.join(gens) or 'none'}), "
+            f"{len(cfg.variants(fraction))} methods per seed; {format_duration(seconds)} of task time")
+    say(f"estimated {format_duration(total / workers)} on {workers} {executor} worker(s) of "
+        f"{cfg.threads_per_task} thread(s) (from throughputs measured on a 2-core CPU)")
+    return total / workers
 
 
 def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, executor: str = "local",
