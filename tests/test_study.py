@@ -57,8 +57,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     proc = ganaug("study", "--preset", "standard", "--dry-run", "--out", tmp_path, "--data-dir", DATA_DIR)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert lines[0] == "study standard: 240 tasks on fashion-mnist, 5 seeds, archs cnn"
+    assert lines[0] == "study standard: 220 tasks on fashion-mnist, 5 seeds, archs cnn"
     assert lines[1].startswith("  0.01: 55 classifiers, 10 generators (acgan, cgan), 11 methods per seed")
+    assert lines[3].startswith("  0.1: 40 classifiers, 5 generators (acgan), 8 methods per seed")
     assert lines[4].startswith("  1: 40 classifiers, 5 generators (acgan), 8 methods per seed")
     assert lines[-1].startswith("estimated ") and " h on " in lines[-1]
     assert list(tmp_path.iterdir()) == []
