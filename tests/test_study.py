@@ -64,6 +64,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert lines[-1].startswith("estimated ") and " h on " in lines[-1]
     assert list(tmp_path.iterdir()) == []
     assert_user_error(ganaug("study", "--dry-run", "--resume", "--out", tmp_path), "--dry-run")
+    assert_user_error(ganaug("study", "--workers", "0", "--out", tmp_path), "--workers")
 
 
 def test_toml_overrides_the_preset(tmp_path):
@@ -175,9 +176,10 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     (folder,) = study_dirs(tmp_path)
     assert (folder / "INCOMPLETE").exists() and not (folder / "report.html").exists()
     recorded = {p.name for p in (folder / "tasks").glob("*.json")}
-    resumed = ganaug("study", "--resume", "--out", tmp_path, timeout=900)
+    resumed = ganaug("study", "--resume", "--workers", "1", "--out", tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     assert f"({len(recorded)} already done)" in resumed.stdout
+    assert "on 1 local worker(s)" in resumed.stdout  # --workers changes the speed, not the numbers
     assert study_dirs(tmp_path) == [folder]  # continued in the same folder
     got = json.loads((folder / "stats.json").read_text())
     want = json.loads((reference / "stats.json").read_text())

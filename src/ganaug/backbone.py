@@ -48,10 +48,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_fits(state: dict[str, torch.Tensor], stem_stride: int, origin: str) -> dict:
+def check_fits(state: dict[str, torch.Tensor], origin: str) -> dict:
     """Load into a fresh 1-channel ResNet-18 to prove every backbone key and shape matches."""
     state = adapt_backbone_state(state)
-    probe = TransferLearningNN(num_classes=10, mean=0.0, std=1.0, stem_stride=stem_stride)
+    probe = TransferLearningNN(num_classes=10, mean=0.0, std=1.0)  # the stem does not change shapes
     try:
         missing, unexpected = probe.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -74,24 +74,25 @@ def pretrain_config(cfg: ClassifierConfig, source: str) -> ClassifierConfig:
 def cache_path(out: Path, source: str, cfg: ClassifierConfig) -> Path:
     t = cfg.transfer
     return (out / "models" / "backbones" /
-            f"ResNet18 {source} stride{t.stem_stride} {t.pretrain_epochs}ep seed{PRETRAIN_SEED}.safetensors")
+            f"ResNet18 {source} stride{t.stem_stride}{' pool' if t.stem_pool else ''} {t.pretrain_epochs}ep "
+            f"seed{PRETRAIN_SEED}.safetensors")
 
 
 def init_transfer(cfg: ClassifierConfig, data_dir, out: Path, device: torch.device,
                   precision: str) -> Backbone:
     if cfg.transfer.pretrained:
         path = Path(cfg.transfer.pretrained)
-        state = check_fits(read_state_dict(path), cfg.transfer.stem_stride, f"--pretrained {path}")
+        state = check_fits(read_state_dict(path), f"--pretrained {path}")
         return Backbone(state, f"torchvision-format weights from {path}")
     source = cfg.transfer.source_dataset or DEFAULT_SOURCE[cfg.dataset]
     path = cache_path(out, source, cfg)
     if path.is_file():
-        state = check_fits(load_file(str(path)), cfg.transfer.stem_stride, str(path))
+        state = check_fits(load_file(str(path)), str(path))
         return Backbone(state, f"pretrained by ganaug on {source} (cached: {path})")
     pre = pretrain_config(cfg, source)
     data = prepare(data_dir, source, 1.0, PRETRAIN_SEED, pre.val_fraction)
     generator = seed_everything(PRETRAIN_SEED)
-    model = build_classifier("transfer", data.info, stem_stride=cfg.transfer.stem_stride)
+    model = build_classifier("transfer", data.info, **cfg.transfer.model_kwargs())
     result = fit(model, pre.optim, data.train_x, data.train_y, data.val_x, data.val_y,
                  device=device, precision=precision, generator=generator,
                  description=f"pretraining ResNet-18 on {source}")
@@ -101,7 +102,7 @@ def init_transfer(cfg: ClassifierConfig, data_dir, out: Path, device: torch.devi
     atomic_write_json(path.with_suffix(".json"), {
         "source_dataset": source, "epochs": result.epochs, "seconds": round(result.seconds, 1),
         "val_accuracy_on_source": val["accuracy"], "optim": pre.optim.__dict__,
-        "stem_stride": cfg.transfer.stem_stride, "seed": PRETRAIN_SEED})
+        **cfg.transfer.model_kwargs(), "seed": PRETRAIN_SEED})
     state = adapt_backbone_state(model.state_dict())
     return Backbone(state, f"pretrained by ganaug on {source} for {result.epochs} epochs "
                            f"(validation accuracy {val['accuracy']:.4f}; cached: {path})")

@@ -128,6 +128,9 @@ def build_parser() -> Parser:
     st.add_argument("--resume", nargs="?", const=True, default=None, metavar="STUDY_DIR",
                     help="continue the latest unfinished study (or STUDY_DIR), skipping finished tasks")
     st.add_argument("--plot-format", default=None, help="png (default), pdf or svg")
+    st.add_argument("--workers", type=int, default=None,
+                    help="local processes / Ray tasks at once (default: cores // threads per task); "
+                         "also on --resume")
     st.add_argument("--dry-run", action="store_true",
                     help="print the grid and the estimated time, then stop without writing anything")
 
@@ -255,15 +258,20 @@ def cmd_study(args) -> None:
         cfg = replace(cfg, **{k: v for k, v in overrides.items() if v != "auto" or k == "plot_format"})
     elif args.preset or args.config:
         raise UserError("--resume continues a study with its saved configuration; drop --preset/--config")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1; got {args.workers}")
     if args.dry_run:
         if args.resume:
             raise UserError("--dry-run shows a new study's plan; it cannot be combined with --resume")
         from .study import plan_study
 
+        if args.workers:
+            cfg = replace(cfg, workers=args.workers)
+
         plan_study(cfg, args.executor)
         return
     run_study(cfg, args.out, args.data_dir, executor=args.executor, ray_address=args.ray_address,
-              resume=args.resume)
+              resume=args.resume, workers=args.workers)
 
 
 def cmd_build_reference(args) -> None:

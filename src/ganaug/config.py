@@ -106,10 +106,14 @@ class TransferConfig:
     pretrain_epochs: int = 2
     pretrain_lr: float = 2e-3
     stem_stride: int = 2
+    stem_pool: bool = False  # torchvision's 3x3/2 max-pool after the stem (with stem_stride 1: 14x14 too)
 
     def __post_init__(self):
         check(self.pretrain_epochs >= 1, "pretrain_epochs must be at least 1")
         check(self.stem_stride in (1, 2), "stem_stride must be 1 or 2")
+
+    def model_kwargs(self) -> dict:
+        return {"stem_stride": self.stem_stride, "stem_pool": self.stem_pool}
 
 
 # The data set a `transfer` backbone pretrains on when the user gives no weights file.

@@ -194,8 +194,10 @@ def plan_study(cfg: StudyConfig, executor: str = "local", say=print) -> float:
 
 
 def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, executor: str = "local",
-              ray_address: str | None = None, resume: str | bool | None = None, say=print) -> Path:
-    """Run (or resume) a study; return its folder. ``say`` receives the human-readable lines."""
+              ray_address: str | None = None, resume: str | bool | None = None, say=print,
+              workers: int | None = None) -> Path:
+    """Run (or resume) a study; return its folder. ``say`` receives the human-readable lines.
+    ``workers`` overrides the configuration's (also on resume): it changes speed, never numbers."""
     from .data import load_split
     from .executors import check_executor, make_executor
 
@@ -208,6 +210,8 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
         saved = read_json(study_dir / "config.json")
         cfg = study_config_from_dict(saved["study"])
         data_dir = saved["data_dir"]
+    if workers:
+        cfg = replace(cfg, workers=workers)
     load_split(data_dir, cfg.dataset, "train")  # bad data fails here, before anything is written
     tasks = expand(cfg)
     if not resume:

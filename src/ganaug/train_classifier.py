@@ -32,7 +32,7 @@ class ClassifierResult:
 
 
 def model_kwargs(cfg: ClassifierConfig) -> dict:
-    return {"stem_stride": cfg.transfer.stem_stride} if cfg.arch == "transfer" else {}
+    return cfg.transfer.model_kwargs() if cfg.arch == "transfer" else {}
 
 
 def classifier_label(cfg: ClassifierConfig) -> str:

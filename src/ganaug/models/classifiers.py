@@ -137,8 +137,10 @@ class TransferLearningNN(ResNet18):
     The state dict has exactly torchvision's keys (normalisation buffers are not persistent).
     """
 
-    def __init__(self, num_classes: int, mean: float, std: float, stem_stride: int = 2):
-        super().__init__(num_classes=num_classes, in_channels=1, stem_stride=stem_stride)
+    def __init__(self, num_classes: int, mean: float, std: float, stem_stride: int = 2,
+                 stem_pool: bool = False):
+        super().__init__(num_classes=num_classes, in_channels=1, stem_stride=stem_stride,
+                         stem_pool=stem_pool)
         self.normalize = Normalize(mean, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
