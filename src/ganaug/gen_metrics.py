@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,14 +51,17 @@ def real_test_features(dataset: str, data_dir: str) -> tuple[np.ndarray, np.ndar
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), as in Heusel et al. (2017)."""
     diff = mu1 - mu2
-    # Tr((S1 S2)^(1/2)) = Tr((S1^(1/2) S2 S1^(1/2))^(1/2)): the sum of the square roots of the
-    # eigenvalues of a symmetric PSD matrix. Symmetric eigendecompositions stay finite for the
-    # singular covariances of a collapsed generator, where sqrtm of the product warns or fails.
-    w, v = linalg.eigh(sigma1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    inner = linalg.eigvalsh(root1 @ sigma2 @ root1)
-    trace_covmean = np.sqrt(np.clip(inner, 0, None)).sum()
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
+    # A singular product (a collapsed generator) makes sqrtm warn and may give non-finite values:
+    # then regularise the diagonal, as pytorch-fid does.
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(len(sigma1)) * 1e-6
+            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
 def kernel_distance(real: np.ndarray, fake: np.ndarray, subsets: int = KID_SUBSETS,
