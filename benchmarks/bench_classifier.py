@@ -240,5 +240,6 @@ def main() -> None:
                   f"{row['minor_faults_per_step']:>20.0f}")
     finish_report(report, args.out)
 
+
 if __name__ == "__main__":
     main()

@@ -299,5 +299,6 @@ def main() -> None:
                           for family in args.family}
     finish_report(report, args.out)
 
+
 if __name__ == "__main__":
     main()

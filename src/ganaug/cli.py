@@ -265,10 +265,7 @@ def cmd_study(args) -> None:
             raise UserError("--dry-run shows a new study's plan; it cannot be combined with --resume")
         from .study import plan_study
 
-        if args.workers:
-            cfg = replace(cfg, workers=args.workers)
-
-        plan_study(cfg, args.executor)
+        plan_study(cfg, args.executor, workers=args.workers)
         return
     run_study(cfg, args.out, args.data_dir, executor=args.executor, ray_address=args.ray_address,
               resume=args.resume, workers=args.workers)

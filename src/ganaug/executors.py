@@ -145,8 +145,12 @@ def check_executor(kind: str, address: str | None) -> None:
         raise UserError("--ray-address needs --executor ray")
 
 
+def default_workers(workers: int, threads: int) -> int:
+    """``workers``, or when it is 0 as many as the cores hold at ``threads`` threads each."""
+    return workers if workers > 0 else max(1, (os.cpu_count() or 1) // threads)
+
+
 def make_executor(kind: str, workers: int, threads: int, address: str | None = None):
     check_executor(kind, address)
-    if workers <= 0:
-        workers = max(1, (os.cpu_count() or 1) // threads)
+    workers = default_workers(workers, threads)
     return RayExecutor(workers, threads, address) if kind == "ray" else LocalExecutor(workers, threads)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -170,13 +169,14 @@ def latest_incomplete(out: Path) -> Path:
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
-def plan_study(cfg: StudyConfig, executor: str = "local", say=print) -> float:
-    """Print the study's grid per fraction and its estimated time; return the estimate (seconds)."""
-    from .executors import check_executor
+def plan_study(cfg: StudyConfig, executor: str = "local", say=print, workers: int | None = None) -> float:
+    """Print the study's grid per fraction and its estimated time; return the estimate (seconds).
+    ``workers`` overrides the configuration's, as in ``run_study``."""
+    from .executors import check_executor, default_workers
 
     check_executor(executor, None)
     tasks = expand(cfg)
-    workers = cfg.workers or max(1, (os.cpu_count() or 1) // cfg.threads_per_task)
+    workers = default_workers(workers or cfg.workers, cfg.threads_per_task)
     say(f"study {cfg.name}: {len(tasks)} tasks on {cfg.dataset}, {cfg.seeds} seeds, archs "
         f"{', '.join(cfg.archs)}")
     total = 0.0
