@@ -76,6 +76,30 @@ def test_mode_seeking_pairs_share_labels_and_reward_diversity():
     assert torch.equal(seen["label"][:3], seen["label"][4:])  # pairs (i, i + 4) of 7
 
 
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_acgan_class_head_learns_from_fakes_only_when_asked(share):
+    """With aux_fake_weight 0 (acgan's default) the discriminator's class head is trained on real
+    images only: one training step from the same discriminator and real batch leaves the same
+    class head whatever the generator drew, so it cannot reward G for easy prototypes."""
+    from ganaug.data import get_dataset
+    from ganaug.gan_config import GENERATOR_DEFAULTS, generator_config
+    from ganaug.train_generator import build_state, train_step
+
+    assert GENERATOR_DEFAULTS["acgan"].aux_fake_weight == 0.0
+    cfg = generator_config("acgan", epochs=1, batch_size=16, aux_fake_weight=share,
+                           diffaugment=False, mode_seeking=0.0, channels_last=False)
+    real, real_y = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
+    heads = []
+    for g_seed in (1, 2):  # same discriminator, two different generators
+        state = build_state(cfg, get_dataset("fashion-mnist"), torch.device("cpu"))
+        torch.manual_seed(g_seed)
+        for p in state.g.parameters():
+            p.data.normal_(0, 0.05)
+        train_step(state, GENERATORS["acgan"], cfg, real, real_y, 10, torch.device("cpu"), "fp32")
+        heads.append(state.d.aux.weight.detach().clone())
+    assert torch.equal(heads[0], heads[1]) == (share == 0.0)
+
+
 @pytest.fixture(scope="module")
 def cgan_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
@@ -239,6 +263,8 @@ def test_diverging_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
     (["--arch", "cgan", "--lr-g", "-1"], "--lr-g"), (["--arch", "cgan", "--fraction", "3"], "--fraction"),
     (["--arch", "cgan", "--ema-decay", "1.5"], "--ema-decay"), ([], "--arch is required"),
     (["--arch", "cdcgan", "--mode-seeking", "-1"], "--mode-seeking"),
+    (["--arch", "acgan", "--aux-fake-weight", "2"], "--aux-fake-weight"),
+    (["--arch", "acgan", "--aux-weight", "nan"], "--aux-weight"),
     (["--resume", "/nonexistent/run"], "does not exist")])
 def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
     assert_user_error(ganaug("train-generator", *args, "--out", tmp_path, "--data-dir", DATA_DIR), fragment)

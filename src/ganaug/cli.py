@@ -104,6 +104,11 @@ def build_parser() -> Parser:
     tg.add_argument("--ema-decay", type=float, default=None)
     tg.add_argument("--mode-seeking", type=float, default=None, metavar="WEIGHT",
                     help="weight of the mode-seeking term that makes z matter (0 = off)")
+    tg.add_argument("--aux-weight", type=float, default=None, metavar="WEIGHT",
+                    help="acgan: weight of the class loss")
+    tg.add_argument("--aux-fake-weight", type=float, default=None, metavar="SHARE",
+                    help="acgan: share of the discriminator's class loss taken on fakes "
+                         "(default 0: its class head learns from real images only)")
     tg.add_argument("--no-cas", action="store_true",
                     help="skip the classification accuracy score (it trains a CNN)")
     tg.add_argument("--no-metrics", action="store_true", help="skip all generator metrics")
@@ -213,7 +218,8 @@ def cmd_train_generator(args) -> None:
             args.arch, dataset=args.dataset, fraction=args.fraction, seed=args.seed,
             epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
             diffaugment=args.diffaugment, ema=args.ema, ema_decay=args.ema_decay,
-            mode_seeking=args.mode_seeking,
+            mode_seeking=args.mode_seeking, aux_weight=args.aux_weight,
+            aux_fake_weight=args.aux_fake_weight,
             precision=args.precision, device=args.device, plot_format=args.plot_format,
             tensorboard=args.tensorboard, cas=not args.no_cas, evaluate=not args.no_metrics)
         result = train_generator(cfg, args.data_dir, args.out)

@@ -24,6 +24,9 @@ class GanOptim:
     d_width: int = 64
     d_dropout: float = 0.0
     aux_weight: float = 1.0  # ACGAN: weight of the class loss
+    # ACGAN: share of the discriminator's class loss taken on fakes (1 = Odena et al.; 0 = the
+    # class head learns from real images only, so it cannot reward G for easy "prototype" fakes)
+    aux_fake_weight: float = 1.0
     # Small subsets: at least this many steps, so a 1% generator is not stopped after 100 updates.
     min_steps: int = 0
     diffaugment: bool = True  # differentiable translation + cutout on real and fake (Zhao et al. 2020)
@@ -45,7 +48,10 @@ class GanOptim:
         check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must be in [0, 1)")
         check(self.z_dim >= 1 and self.g_width >= 4 and self.d_width >= 4, "model sizes too small")
         check(0 <= self.d_dropout < 1, "d_dropout must be in [0, 1)")
-        check(self.aux_weight >= 0, "aux_weight must be >= 0")
+        check(math.isfinite(self.aux_weight) and self.aux_weight >= 0,
+              f"--aux-weight must be a number >= 0; got {self.aux_weight}")
+        check(0 <= self.aux_fake_weight <= 1,
+              f"--aux-fake-weight must be in [0, 1]; got {self.aux_fake_weight}")
         check(self.min_steps >= 0, "min_steps must be >= 0")
         check(0 <= self.diffaug_shift < 0.5 and 0 <= self.diffaug_cutout < 1,
               "diffaug_shift must be in [0, 0.5) and diffaug_cutout in [0, 1)")
@@ -61,9 +67,11 @@ GENERATOR_DEFAULTS: dict[str, GanOptim] = {
     "cdcgan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000,
                        channels_last=True),
     # mode-seeking 0.2, full data, 15 epochs: fd_domain 15.0 -> 8.3, recall 0.00 -> 0.08,
-    # gan_test 0.83 -> 0.88, CAS 0.56 -> 0.67 (README, "Generators on full Fashion-MNIST")
+    # gan_test 0.83 -> 0.88, CAS 0.56 -> 0.67 (README, "Generators on full Fashion-MNIST").
+    # Class head on real images only (aux_fake_weight 0), full data, epoch 6: fd_domain 12.2 -> 7.6,
+    # coverage 0.15 -> 0.19, gan_test 0.75 -> 0.95.
     "acgan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000,
-                      channels_last=True, mode_seeking=0.2),
+                      channels_last=True, mode_seeking=0.2, aux_fake_weight=0.0),
     "sngan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.9,
                       min_steps=3000, channels_last=True),
 }

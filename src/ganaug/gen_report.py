@@ -52,6 +52,10 @@ def model_info(run: Run, cfg, config: dict, state, metrics: dict) -> str:
                             if o.diffaugment else "off"),
         "Sampling weights: " + (f"EMA of the generator (decay {o.ema_decay})" if o.ema else "generator"),
         "Mode-seeking term: " + (f"weight {o.mode_seeking}" if o.mode_seeking else "off"),
+        *([f"Class loss: weight {o.aux_weight}; the discriminator's class head learns from "
+           + ("real images only" if o.aux_fake_weight == 0 else
+              f"real images and fakes (fakes weighted {o.aux_fake_weight})")]
+          if _family(cfg).aux_classifier else []),
         f"Precision: {config['precision_resolved']} on {config['device_resolved']}"
         + (", channels-last" if o.channels_last else ""),
         f"Data: {cfg.dataset}, fraction {cfg.fraction}; trained on {counts['train']} real images "

@@ -164,7 +164,7 @@ def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torc
         loss_d = d_loss(family, out_real.float(), out_fake.float())
         if family.aux_classifier:
             loss_d = loss_d + o.aux_weight * (F.cross_entropy(cls_real.float(), real_y)
-                                              + F.cross_entropy(cls_fake.float(), fake_y))
+                                              + o.aux_fake_weight * F.cross_entropy(cls_fake.float(), fake_y))
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     state.opt_d.step()
