@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -181,6 +182,35 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     assert f"({len(recorded)} already done)" in resumed.stdout
     assert "on 1 local worker(s)" in resumed.stdout  # --workers changes the speed, not the numbers
     assert study_dirs(tmp_path) == [folder]  # continued in the same folder
+    got = json.loads((folder / "stats.json").read_text())
+    want = json.loads((reference / "stats.json").read_text())
+    assert without_timing(got) == without_timing(want)
+
+
+def test_resume_retrains_a_generator_whose_run_folder_is_gone(smoke_study, tmp_path):
+    """A study folder carried elsewhere without its generator runs (or with them deleted) still
+    resumes: each lost generator that an unfinished classifier needs is trained again, and the
+    numbers come out as before."""
+    out, reference, _ = smoke_study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    for path in [copy / "results" / "studies" / reference.name / "config.json",
+                 *(copy / "results" / "studies" / reference.name / "tasks").glob("*.json")]:
+        path.write_text(path.read_text().replace(str(out.resolve()), str(copy.resolve())))
+    folder = copy / "results" / "studies" / reference.name
+    shutil.rmtree(copy / "results" / "generators")
+    shutil.rmtree(copy / "models" / "generators")
+    for name in ("report.html", "stats.json"):
+        (folder / name).unlink()
+    lost = sorted((folder / "tasks").glob("cls-*-s1-gan-*.json"))
+    assert lost, "the smoke grid has GAN classifiers for seed 1"
+    for path in lost:
+        path.unlink()
+    (folder / "INCOMPLETE").write_text("")
+    proc = ganaug("study", "--resume", "--out", copy, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 finished generator(s) have lost their run folder" in proc.stdout
+    assert "gen-fashion-mnist-f0.005-s1-cgan" in proc.stdout
     got = json.loads((folder / "stats.json").read_text())
     want = json.loads((reference / "stats.json").read_text())
     assert without_timing(got) == without_timing(want)

@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import UserError
 from .progress import progress_bar
 from .runs import (INCOMPLETE_MARKER, allocate_run, atomic_write_json, atomic_write_text, read_json,
-                   versions)
+                   resolve_run, versions)
 from .study_config import StudyConfig, Variant, study_config_from_dict
 
 TASKS_DIR = "tasks"
@@ -161,6 +161,26 @@ def finished_results(study_dir: Path, tasks: list[dict]) -> dict[str, dict]:
     return out
 
 
+def missing_generators(tasks: list[dict], done: dict[str, dict]) -> list[str]:
+    """Recorded generators that an unfinished classifier still needs but whose run folder (or
+    saved generator) is gone, e.g. a study folder carried to another machine without its runs."""
+    needed = {t["deps"]["generator"] for t in tasks
+              if t["id"] not in done and t["deps"].get("generator")}
+    stale = []
+    for tid in sorted(needed):
+        record = done.get(tid)
+        if record is None or "error" in record:
+            continue
+        try:
+            run = resolve_run(record["run_dir"], "generators")
+        except UserError:
+            stale.append(tid)
+            continue
+        if not (run.models / "generator.safetensors").is_file():
+            stale.append(tid)
+    return stale
+
+
 def latest_incomplete(out: Path) -> Path:
     root = out / "results" / "studies"
     candidates = [p for p in root.glob("* Run *") if (p / INCOMPLETE_MARKER).exists()] if root.is_dir() else []
@@ -221,6 +241,13 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
             "study": cfg.to_dict(), "data_dir": str(Path(data_dir).resolve()), "out": str(out.resolve()),
             "executor": executor, "tasks": [t["id"] for t in tasks], "versions": versions()})
     done = finished_results(study_dir, tasks)
+    stale = missing_generators(tasks, done)
+    for tid in stale:  # retrained: same seed and subset, so the same weights as the lost ones
+        del done[tid]
+        task_path(study_dir, tid).unlink()
+    if stale:
+        say(f"{len(stale)} finished generator(s) have lost their run folder and will be trained again: "
+            f"{', '.join(stale)}")
     todo = [t for t in tasks if t["id"] not in done]
     estimates = {t["id"]: estimate_seconds(cfg, t) for t in tasks}
     ex = make_executor(executor, cfg.workers, cfg.threads_per_task, ray_address) if todo else None
