@@ -216,6 +216,33 @@ def test_resume_retrains_a_generator_whose_run_folder_is_gone(smoke_study, tmp_p
     assert without_timing(got) == without_timing(want)
 
 
+def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_path):
+    """scripts/study_records.py: a study carried as its task records alone (history stripped)
+    is recreated under another --out and resumed to the same statistics."""
+    import sys
+
+    out, reference, _ = smoke_study
+    script = Path(__file__).resolve().parents[1] / "scripts" / "study_records.py"
+    saved = tmp_path / "records"
+    proc = subprocess.run([sys.executable, script, "save", reference, saved], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    records = sorted((saved / "tasks").glob("*.json"))
+    assert len(records) == len(list((reference / "tasks").glob("*.json")))
+    assert all("history" not in json.loads(p.read_text()).get("metrics", {}) for p in records)
+    for path in saved.glob("tasks/cls-*-s1-gan-*.json"):
+        path.unlink()
+    proc = subprocess.run([sys.executable, script, "restore", saved, tmp_path / "elsewhere"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.strip())
+    assert folder == (tmp_path / "elsewhere" / "results" / "studies" / reference.name).resolve()
+    resumed = ganaug("study", "--resume", folder, "--out", tmp_path / "elsewhere", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    got = json.loads((folder / "stats.json").read_text())
+    want = json.loads((reference / "stats.json").read_text())
+    assert without_timing(got) == without_timing(want)
+
+
 @pytest.mark.slow
 def test_ray_executor_gives_the_same_numbers(smoke_study, tmp_path):
     _, reference, _ = smoke_study
