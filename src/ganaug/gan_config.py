@@ -27,6 +27,10 @@ class GanOptim:
     # ACGAN: share of the discriminator's class loss taken on fakes (1 = Odena et al.; 0 = the
     # class head learns from real images only, so it cannot reward G for easy "prototype" fakes)
     aux_fake_weight: float = 1.0
+    # ACGAN: TAC-GAN's twin classifier (Gong et al. 2019), a second class head trained on fakes
+    # only; G is rewarded for fooling it (loss - CE(twin(G(z, y)), y), weighted as the class loss),
+    # which cancels ACGAN's pull toward easy-to-classify, low-diversity samples.
+    twin_classifier: bool = False
     # Small subsets: at least this many steps, so a 1% generator is not stopped after 100 updates.
     min_steps: int = 0
     diffaugment: bool = True  # differentiable translation + cutout on real and fake (Zhao et al. 2020)
@@ -110,6 +114,8 @@ class GeneratorConfig:
         check_choice("--device", self.device, DEVICES)
         check_choice("--plot-format", self.plot_format, PLOT_FORMATS)
         check(self.collapse_patience >= 1, "collapse_patience must be at least 1")
+        check(not self.optim.twin_classifier or GENERATORS[self.arch].aux_classifier,
+              f"--twin-classifier needs a family with a class head (acgan); {self.arch} has none")
         check(self.metric_per_class >= 2 and self.cas_per_class >= 2,
               "metric_per_class and cas_per_class must be at least 2")
 

@@ -54,7 +54,9 @@ def model_info(run: Run, cfg, config: dict, state, metrics: dict) -> str:
         "Mode-seeking term: " + (f"weight {o.mode_seeking}" if o.mode_seeking else "off"),
         *([f"Class loss: weight {o.aux_weight}; the discriminator's class head learns from "
            + ("real images only" if o.aux_fake_weight == 0 else
-              f"real images and fakes (fakes weighted {o.aux_fake_weight})")]
+              f"real images and fakes (fakes weighted {o.aux_fake_weight})")
+           + ("; a twin class head (TAC-GAN) learns from fakes, and G is rewarded for fooling it"
+              if o.twin_classifier else "")]
           if _family(cfg).aux_classifier else []),
         f"Precision: {config['precision_resolved']} on {config['device_resolved']}"
         + (", channels-last" if o.channels_last else ""),

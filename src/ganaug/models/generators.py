@@ -128,11 +128,12 @@ class ConvDiscriminator(nn.Module):
     ``conditioning``: "plane" (a learned 28x28 label plane as a second input channel, cDCGAN),
     "aux" (no label input; an auxiliary classifier head, ACGAN), "projection" (inner product of
     a class embedding with the features, Miyato & Koyama 2018). ``norm``: "bn" (DCGAN), "sn"
-    (spectral norm on every layer) or "none".
+    (spectral norm on every layer) or "none". ``twin`` (with "aux"): the class head has twice the
+    classes as outputs, the class logits and then those of TAC-GAN's twin classifier.
     """
 
     def __init__(self, num_classes: int, width: int = 64, conditioning: str = "plane",
-                 norm: str = "bn", dropout: float = 0.0):
+                 norm: str = "bn", dropout: float = 0.0, twin: bool = False):
         super().__init__()
         wrap = spectral_norm if norm == "sn" else (lambda m: m)
         self.conditioning = conditioning
@@ -148,7 +149,7 @@ class ConvDiscriminator(nn.Module):
         self.features = nn.Sequential(*layers, nn.Flatten())
         features = width * 2 * 7 * 7
         self.adv = wrap(nn.Linear(features, 1))
-        self.aux = nn.Linear(features, num_classes) if conditioning == "aux" else None
+        self.aux = nn.Linear(features, num_classes * (2 if twin else 1)) if conditioning == "aux" else None
         self.embed = wrap(nn.Embedding(num_classes, features)) if conditioning == "projection" else None
 
     def forward(self, x: torch.Tensor, label: torch.Tensor):
@@ -175,7 +176,7 @@ class Family:
     loss: str  # "bce" (non-saturating) or "hinge"
     aux_classifier: bool  # the discriminator also predicts the class (ACGAN)
     make_g: Callable[[int, int, int], nn.Module]  # (num_classes, z_dim, width)
-    make_d: Callable[[int, int, float], nn.Module]  # (num_classes, width, dropout)
+    make_d: Callable[..., nn.Module]  # (num_classes, width, dropout[, twin=True for aux heads])
 
 
 GENERATORS: dict[str, Family] = {
@@ -190,7 +191,7 @@ GENERATORS: dict[str, Family] = {
     "acgan": Family(
         "ACGAN", "bce", True,
         lambda nc, z, w: ConvGenerator(nc, z, w, "concat"),
-        lambda nc, w, p: ConvDiscriminator(nc, w, "aux", "bn", dropout=p)),
+        lambda nc, w, p, twin=False: ConvDiscriminator(nc, w, "aux", "bn", dropout=p, twin=twin)),
     "sngan": Family(
         "SNGAN", "hinge", False,
         lambda nc, z, w: ConvGenerator(nc, z, w, "cbn"),
