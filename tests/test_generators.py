@@ -101,13 +101,13 @@ def test_acgan_class_head_learns_from_fakes_only_when_asked(share):
 
 
 def test_tac_twin_head_learns_from_fakes_while_the_class_head_sees_real_images_only():
-    """--twin-classifier (TAC-GAN): the discriminator's second class head is trained on fakes, so
+    """--twin-weight (TAC-GAN): the discriminator's second class head is trained on fakes, so
     it moves with what G drew; the first head still learns from real images only."""
     from ganaug.data import get_dataset
     from ganaug.gan_config import generator_config
     from ganaug.train_generator import build_state, train_step
 
-    cfg = generator_config("acgan", epochs=1, batch_size=16, twin_classifier=True,
+    cfg = generator_config("acgan", epochs=1, batch_size=16, twin_weight=1.0,
                            diffaugment=False, mode_seeking=0.0, channels_last=False)
     real, real_y = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
     heads = []
@@ -289,7 +289,8 @@ def test_diverging_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
     (["--arch", "cdcgan", "--mode-seeking", "-1"], "--mode-seeking"),
     (["--arch", "acgan", "--aux-fake-weight", "2"], "--aux-fake-weight"),
     (["--arch", "acgan", "--aux-weight", "nan"], "--aux-weight"),
-    (["--arch", "cdcgan", "--twin-classifier"], "--twin-classifier needs a family with a class head"),
+    (["--arch", "cdcgan", "--twin-weight", "1"], "--twin-weight needs a family with a class head"),
+    (["--arch", "acgan", "--twin-weight", "-1"], "--twin-weight"),
     (["--resume", "/nonexistent/run"], "does not exist")])
 def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
     assert_user_error(ganaug("train-generator", *args, "--out", tmp_path, "--data-dir", DATA_DIR), fragment)

@@ -109,9 +109,9 @@ def build_parser() -> Parser:
     tg.add_argument("--aux-fake-weight", type=float, default=None, metavar="SHARE",
                     help="acgan: share of the discriminator's class loss taken on fakes "
                          "(default 0: its class head learns from real images only)")
-    tg.add_argument("--twin-classifier", action=argparse.BooleanOptionalAction, default=None,
-                    help="acgan: TAC-GAN's twin classifier, a second class head on fakes that G "
-                         "must fool (counters the pull toward one prototype per class)")
+    tg.add_argument("--twin-weight", type=float, default=None, metavar="WEIGHT",
+                    help="acgan: weight of TAC-GAN's twin classifier, a class head on fakes that G "
+                         "must fool (counters the pull toward one prototype per class; 0 = off)")
     tg.add_argument("--no-cas", action="store_true",
                     help="skip the classification accuracy score (it trains a CNN)")
     tg.add_argument("--no-metrics", action="store_true", help="skip all generator metrics")
@@ -222,7 +222,7 @@ def cmd_train_generator(args) -> None:
             epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
             diffaugment=args.diffaugment, ema=args.ema, ema_decay=args.ema_decay,
             mode_seeking=args.mode_seeking, aux_weight=args.aux_weight,
-            aux_fake_weight=args.aux_fake_weight, twin_classifier=args.twin_classifier,
+            aux_fake_weight=args.aux_fake_weight, twin_weight=args.twin_weight,
             precision=args.precision, device=args.device, plot_format=args.plot_format,
             tensorboard=args.tensorboard, cas=not args.no_cas, evaluate=not args.no_metrics)
         result = train_generator(cfg, args.data_dir, args.out)

@@ -27,10 +27,10 @@ class GanOptim:
     # ACGAN: share of the discriminator's class loss taken on fakes (1 = Odena et al.; 0 = the
     # class head learns from real images only, so it cannot reward G for easy "prototype" fakes)
     aux_fake_weight: float = 1.0
-    # ACGAN: TAC-GAN's twin classifier (Gong et al. 2019), a second class head trained on fakes
-    # only; G is rewarded for fooling it (loss - CE(twin(G(z, y)), y), weighted as the class loss),
-    # which cancels ACGAN's pull toward easy-to-classify, low-diversity samples.
-    twin_classifier: bool = False
+    # ACGAN: weight of TAC-GAN's twin classifier (Gong et al. 2019; 0 = off, the paper uses the
+    # class-loss weight): a second class head trained on fakes only, which G is rewarded for fooling
+    # (loss - w * CE(twin(G(z, y)), y)). It cancels ACGAN's pull toward easy, low-diversity samples.
+    twin_weight: float = 0.0
     # Small subsets: at least this many steps, so a 1% generator is not stopped after 100 updates.
     min_steps: int = 0
     diffaugment: bool = True  # differentiable translation + cutout on real and fake (Zhao et al. 2020)
@@ -56,6 +56,8 @@ class GanOptim:
               f"--aux-weight must be a number >= 0; got {self.aux_weight}")
         check(0 <= self.aux_fake_weight <= 1,
               f"--aux-fake-weight must be in [0, 1]; got {self.aux_fake_weight}")
+        check(math.isfinite(self.twin_weight) and self.twin_weight >= 0,
+              f"--twin-weight must be a number >= 0; got {self.twin_weight}")
         check(self.min_steps >= 0, "min_steps must be >= 0")
         check(0 <= self.diffaug_shift < 0.5 and 0 <= self.diffaug_cutout < 1,
               "diffaug_shift must be in [0, 0.5) and diffaug_cutout in [0, 1)")
@@ -114,8 +116,8 @@ class GeneratorConfig:
         check_choice("--device", self.device, DEVICES)
         check_choice("--plot-format", self.plot_format, PLOT_FORMATS)
         check(self.collapse_patience >= 1, "collapse_patience must be at least 1")
-        check(not self.optim.twin_classifier or GENERATORS[self.arch].aux_classifier,
-              f"--twin-classifier needs a family with a class head (acgan); {self.arch} has none")
+        check(not self.optim.twin_weight or GENERATORS[self.arch].aux_classifier,
+              f"--twin-weight needs a family with a class head (acgan); {self.arch} has none")
         check(self.metric_per_class >= 2 and self.cas_per_class >= 2,
               "metric_per_class and cas_per_class must be at least 2")
 

@@ -55,8 +55,8 @@ def model_info(run: Run, cfg, config: dict, state, metrics: dict) -> str:
         *([f"Class loss: weight {o.aux_weight}; the discriminator's class head learns from "
            + ("real images only" if o.aux_fake_weight == 0 else
               f"real images and fakes (fakes weighted {o.aux_fake_weight})")
-           + ("; a twin class head (TAC-GAN) learns from fakes, and G is rewarded for fooling it"
-              if o.twin_classifier else "")]
+           + (f"; a twin class head (TAC-GAN, weight {o.twin_weight}) learns from fakes, and G is "
+              "rewarded for fooling it" if o.twin_weight else "")]
           if _family(cfg).aux_classifier else []),
         f"Precision: {config['precision_resolved']} on {config['device_resolved']}"
         + (", channels-last" if o.channels_last else ""),

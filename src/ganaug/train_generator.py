@@ -97,7 +97,7 @@ def build_state(cfg: GeneratorConfig, info: DatasetInfo, device: torch.device) -
     o = cfg.optim
     family = GENERATORS[cfg.arch]
     g = family.make_g(info.num_classes, o.z_dim, o.g_width).to(device)
-    twin = {"twin": True} if o.twin_classifier else {}
+    twin = {"twin": True} if o.twin_weight else {}
     d = family.make_d(info.num_classes, o.d_width, o.d_dropout, **twin).to(device)
     if o.channels_last:
         g.to(memory_format=torch.channels_last)
@@ -167,8 +167,8 @@ def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torc
             cls_real, cls_fake = cls_real[:, :num_classes], cls_fake.float()
             loss_d = loss_d + o.aux_weight * (F.cross_entropy(cls_real.float(), real_y)
                                               + o.aux_fake_weight * F.cross_entropy(cls_fake[:, :num_classes], fake_y))
-            if o.twin_classifier:  # the twin head learns which class a fake was drawn for
-                loss_d = loss_d + o.aux_weight * F.cross_entropy(cls_fake[:, num_classes:], fake_y)
+            if o.twin_weight:  # the twin head learns which class a fake was drawn for
+                loss_d = loss_d + o.twin_weight * F.cross_entropy(cls_fake[:, num_classes:], fake_y)
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     state.opt_d.step()
@@ -179,8 +179,8 @@ def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torc
         if family.aux_classifier:
             cls_g = cls_g.float()
             loss_g = loss_g + o.aux_weight * F.cross_entropy(cls_g[:, :num_classes], fake_y)
-            if o.twin_classifier:
-                loss_g = loss_g - o.aux_weight * F.cross_entropy(cls_g[:, num_classes:], fake_y)
+            if o.twin_weight:
+                loss_g = loss_g - o.twin_weight * F.cross_entropy(cls_g[:, num_classes:], fake_y)
         if o.mode_seeking:
             loss_g = loss_g + o.mode_seeking * mode_seeking_loss(fake.float(), z)
     state.opt_g.zero_grad(set_to_none=True)
