@@ -119,7 +119,7 @@ def test_grid_pairs_methods_and_shares_generators():
 @pytest.fixture(scope="module")
 def smoke_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    proc = ganaug(*SMOKE, "--out", out, timeout=900)
+    proc = ganaug(*SMOKE, "--workers", "1", "--out", out, timeout=900)
     assert proc.returncode == 0, proc.stderr
     (folder,) = study_dirs(out)
     return out, folder, proc
@@ -131,6 +131,11 @@ def test_smoke_study_writes_the_complete_study_folder(smoke_study):
                  "generators.csv", "config.json", "accuracy_vs_fraction.png"):
         assert (folder / name).is_file(), name
     assert not (folder / "INCOMPLETE").exists()
+    # one worker gets one task at a time, the first ready one in grid order: the study finishes
+    # cell by cell (a seed's GAN classifiers before the next seed's generator), so an interrupted
+    # study leaves whole cells
+    finished = sorted((folder / "tasks").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    assert [p.stem for p in finished] == [t["id"] for t in expand(PRESETS["smoke"])]
     rows = read_rows(folder / "summary.csv")
     cfg = PRESETS["smoke"]
     # one row per trained classifier: seeds x (real, classical, gan, gan+classical)

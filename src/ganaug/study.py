@@ -265,7 +265,10 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
 
 def schedule(ex, todo: list[dict], done: dict[str, dict], context: dict, study_dir: Path,
              estimates: dict[str, float]) -> None:
-    """Submit every task whose dependencies are done; record each result as it arrives."""
+    """Keep every worker busy with the first tasks (in grid order) whose dependencies are done;
+    record each result as it arrives. Only as many tasks as workers are handed out at a time, so
+    a cell's classifiers run as soon as its generator is ready and the study finishes cell by cell
+    (an interrupted study leaves whole cells, not every generator and no GAN classifier)."""
     waiting = {t["id"]: t for t in todo}
     running: dict = {}
     bar = progress_bar(total=round(sum(estimates[i] for i in waiting)), desc="study", unit="s", leave=True)
@@ -275,6 +278,8 @@ def schedule(ex, todo: list[dict], done: dict[str, dict], context: dict, study_d
                 deps = task["deps"]
                 if not all(d in done for d in deps.values()):
                     continue
+                if len(running) >= ex.workers and not any("error" in done[d] for d in deps.values()):
+                    break
                 del waiting[tid]
                 failed = [d for d in deps.values() if "error" in done[d]]
                 if failed:  # a generator or filter model failed: the dependent task cannot run
