@@ -164,6 +164,28 @@ def test_smoke_study_writes_the_complete_study_folder(smoke_study):
     assert sentence in proc.stdout and "estimated" in proc.stdout
 
 
+def test_a_study_keeps_its_recipe_when_the_defaults_change(smoke_study, monkeypatch):
+    """config.json holds the complete training settings the study started with, so resuming it
+    under a ganaug whose defaults have changed since still trains with the original recipe."""
+    from dataclasses import replace
+
+    from ganaug.config import CLASSIFIER_DEFAULTS
+    from ganaug.gan_config import GENERATOR_DEFAULTS
+    from ganaug.study_config import study_config_from_dict
+
+    _, folder, _ = smoke_study
+    saved = json.loads((folder / "config.json").read_text())["study"]
+    recipe = saved["generator_recipes"]["cgan"]
+    assert recipe["epochs"] == 2 and recipe["min_steps"] == 0  # the smoke preset's overrides, applied
+    assert saved["classifier_recipes"]["cnn"]["lr"] == CLASSIFIER_DEFAULTS["cnn"].lr
+    cfg = study_config_from_dict(saved)
+    monkeypatch.setitem(GENERATOR_DEFAULTS, "cgan", replace(GENERATOR_DEFAULTS["cgan"], lr_g=0.5))
+    monkeypatch.setitem(CLASSIFIER_DEFAULTS, "cnn", replace(CLASSIFIER_DEFAULTS["cnn"], lr=0.5))
+    assert cfg.gan_optim("cgan", 100).lr_g == recipe["lr_g"] != 0.5
+    assert cfg.optim_for("cnn").lr == saved["classifier_recipes"]["cnn"]["lr"] != 0.5
+    assert PRESETS["smoke"].gan_optim("cgan", 100).lr_g == 0.5  # a config not yet started follows them
+
+
 @pytest.mark.slow
 def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     _, reference, _ = smoke_study

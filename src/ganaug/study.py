@@ -235,6 +235,7 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
     load_split(data_dir, cfg.dataset, "train")  # bad data fails here, before anything is written
     tasks = expand(cfg)
     if not resume:
+        cfg = cfg.frozen()
         run = allocate_run(out, "studies", cfg.name, with_models=False)
         study_dir = run.results
         atomic_write_json(study_dir / "config.json", {

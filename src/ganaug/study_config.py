@@ -73,6 +73,11 @@ class StudyConfig:
     lever_fractions: tuple[float, ...] = ()
     classifier: dict = field(default_factory=dict)  # OptimConfig overrides for every arch
     generator: dict = field(default_factory=dict)  # GanOptim overrides for every family
+    # The complete training settings per arch / family (defaults with the overrides applied),
+    # written when a study starts (``frozen``) so a study resumed under a ganaug with other
+    # defaults keeps the recipe it started with. Empty: the defaults of the running ganaug.
+    classifier_recipes: dict = field(default_factory=dict)
+    generator_recipes: dict = field(default_factory=dict)
     generator_min_steps_per_image: float = 0.0  # >0: generator steps scale with the data it sees
     generator_cas: bool = False  # CAS for every study generator (trains one more CNN each)
     threads_per_task: int = 1  # fixed, so numbers do not depend on the executor
@@ -142,23 +147,36 @@ class StudyConfig:
     # ---------------------------------------------------------------- budgets
 
     def optim_for(self, arch: str) -> OptimConfig:
+        if arch in self.classifier_recipes:
+            return OptimConfig(**self.classifier_recipes[arch])
         try:
             return replace(CLASSIFIER_DEFAULTS[arch], **self.classifier)
         except TypeError as exc:
             raise UserError(f"[classifier] has an unknown option ({exc})") from None
 
-    def gan_optim(self, family: str, n_train: int) -> GanOptim:
+    def _gan_recipe(self, family: str) -> GanOptim:
         from .gan_config import GENERATOR_DEFAULTS
 
+        if family in self.generator_recipes:
+            return GanOptim(**self.generator_recipes[family])
         try:
-            optim = replace(GENERATOR_DEFAULTS[family], **self.generator)
+            return replace(GENERATOR_DEFAULTS[family], **self.generator)
         except TypeError as exc:
             raise UserError(f"[generator] has an unknown option ({exc})") from None
+
+    def gan_optim(self, family: str, n_train: int) -> GanOptim:
+        optim = self._gan_recipe(family)
         if self.generator_min_steps_per_image:
             # more real images -> more steps, but never fewer than the family's own minimum
             scaled = int(self.generator_min_steps_per_image * n_train)
             optim = replace(optim, min_steps=max(optim.min_steps, scaled))
         return optim
+
+    def frozen(self) -> "StudyConfig":
+        """This config with the complete recipe of every arch and family it trains written in."""
+        families = sorted({fam for f in self.fractions for fam in self.families(f)})
+        return replace(self, classifier_recipes={a: asdict(self.optim_for(a)) for a in self.archs},
+                       generator_recipes={fam: asdict(self._gan_recipe(fam)) for fam in families})
 
     def to_dict(self) -> dict:
         return asdict(self)
