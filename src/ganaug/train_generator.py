@@ -164,9 +164,10 @@ def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torc
         out_fake, cls_fake = state.d(aug(fake.detach()), fake_y)
         loss_d = d_loss(family, out_real.float(), out_fake.float())
         if family.aux_classifier:
-            cls_real, cls_fake = cls_real[:, :num_classes], cls_fake.float()
-            loss_d = loss_d + o.aux_weight * (F.cross_entropy(cls_real.float(), real_y)
-                                              + o.aux_fake_weight * F.cross_entropy(cls_fake[:, :num_classes], fake_y))
+            cls_real, cls_fake = cls_real[:, :num_classes].float(), cls_fake.float()
+            loss_d = loss_d + o.aux_weight * (
+                F.cross_entropy(cls_real, real_y)
+                + o.aux_fake_weight * F.cross_entropy(cls_fake[:, :num_classes], fake_y))
             if o.twin_weight:  # the twin head learns which class a fake was drawn for
                 loss_d = loss_d + o.twin_weight * F.cross_entropy(cls_fake[:, num_classes:], fake_y)
     state.opt_d.zero_grad(set_to_none=True)
