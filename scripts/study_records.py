@@ -24,8 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ganaug.runs import INCOMPLETE_MARKER, atomic_write_json, read_json  # noqa: E402
-
-TASKS_DIR = "tasks"
+from ganaug.study import TASKS_DIR  # noqa: E402
 
 
 def save(study_dir: Path, dest: Path) -> int:

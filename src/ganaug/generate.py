@@ -30,9 +30,20 @@ class LoadedGenerator:
         return self.cfg.optim.z_dim
 
 
+def finished_generator_run(run_dir: str | Path):
+    """The generator run at ``run_dir`` if it finished and its saved generator is there, else None."""
+    try:
+        run = resolve_run(run_dir, "generators")
+    except UserError:
+        return None
+    if (run.results / INCOMPLETE_MARKER).exists() or not (run.models / "generator.safetensors").exists():
+        return None
+    return run
+
+
 def load_generator(run_dir: str | Path) -> LoadedGenerator:
     run = resolve_run(run_dir, "generators")
-    if (run.results / INCOMPLETE_MARKER).exists() or not (run.models / "generator.safetensors").exists():
+    if finished_generator_run(run_dir) is None:
         raise UserError(f"generator run {run.results} has not finished; resume it with "
                         f"`ganaug train-generator --resume \"{run.results}\"`")
     config = read_json(run.results / "config.json")

@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import UserError
 from .progress import progress_bar
 from .runs import (INCOMPLETE_MARKER, allocate_run, atomic_write_json, atomic_write_text, read_json,
-                   resolve_run, versions)
+                   versions)
 from .study_config import StudyConfig, Variant, study_config_from_dict
 
 TASKS_DIR = "tasks"
@@ -166,19 +166,10 @@ def missing_generators(tasks: list[dict], done: dict[str, dict]) -> list[str]:
     saved generator) is gone, e.g. a study folder carried to another machine without its runs."""
     needed = {t["deps"]["generator"] for t in tasks
               if t["id"] not in done and t["deps"].get("generator")}
-    stale = []
-    for tid in sorted(needed):
-        record = done.get(tid)
-        if record is None or "error" in record:
-            continue
-        try:
-            run = resolve_run(record["run_dir"], "generators")
-        except UserError:
-            stale.append(tid)
-            continue
-        if not (run.models / "generator.safetensors").is_file():
-            stale.append(tid)
-    return stale
+    from .generate import finished_generator_run
+
+    return [tid for tid in sorted(needed) if tid in done and "error" not in done[tid]
+            and finished_generator_run(done[tid]["run_dir"]) is None]
 
 
 def latest_incomplete(out: Path) -> Path:
