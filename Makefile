@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 # onnxruntime-web for the demo page, pinned by web/package-lock.json (npm ci writes the marker file).
 WEB_DEPS := web/node_modules/.package-lock.json
+# The suite runs in one pytest worker per core, a whole test file per worker (module fixtures such
+# as the smoke study are built once); conftest splits torch threads between the workers.
+PYTEST_WORKERS ?= -n auto --dist loadfile
 PYTEST_ARGS ?=
 
 .PHONY: run test setup browser web clean
@@ -15,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/ganaug study
 
 test: $(STAMP) browser web
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 setup: $(STAMP) web
 

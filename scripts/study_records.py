@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -44,16 +43,33 @@ def save(study_dir: Path, dest: Path) -> int:
     return count
 
 
+def moved(obj, old: str, new: str):
+    """``obj`` with every path under the folder ``old`` moved under ``new``."""
+    if isinstance(obj, dict):
+        return {k: moved(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [moved(v, old, new) for v in obj]
+    if isinstance(obj, str) and (obj == old or obj.startswith(old + "/")):
+        return new + obj[len(old):]
+    return obj
+
+
 def restore(src: Path, out: Path, data_dir: str | None) -> Path:
+    """Recreate the study folder under ``out``. The records' run folders are moved under ``out``
+    too, so the restored study never reads or writes the machine it came from: its lost generators
+    are trained again there on resume."""
     config = read_json(src / "config.json")
     study_dir = out.resolve() / "results" / "studies" / config.pop("name")
     if study_dir.exists():
         raise SystemExit(f"error: {study_dir} exists; restore into another --out")
     finished = config.pop("finished")
-    config["out"] = str(out.resolve())
+    old, new = config["out"], str(out.resolve())
+    config["out"] = new
     if data_dir:
         config["data_dir"] = str(Path(data_dir).resolve())
-    shutil.copytree(src / TASKS_DIR, study_dir / TASKS_DIR)
+    (study_dir / TASKS_DIR).mkdir(parents=True)
+    for path in sorted((src / TASKS_DIR).glob("*.json")):
+        atomic_write_json(study_dir / TASKS_DIR / path.name, moved(read_json(path), old, new))
     atomic_write_json(study_dir / "config.json", config)
     if not finished:
         (study_dir / INCOMPLETE_MARKER).write_text("")

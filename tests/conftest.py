@@ -26,6 +26,12 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 FIRST_TEN = {"train": [9, 0, 0, 3, 0, 2, 7, 2, 5, 5], "test": [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]}
 CLI_TIMEOUT = 300  # seconds; a bound so a hung child fails the test instead of the whole suite
 
+# Under pytest-xdist (`make test` runs one worker per core) each worker, and every process it
+# starts, gets its share of the cores, so workers do not oversubscribe them with torch threads.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
+                                                     // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 
 def read_idx_numpy(path: Path) -> np.ndarray:
     """A minimal reader that shares no code with ganaug (as in the data README)."""
