@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ganaug import stats
+from ganaug import stats, wording
 from ganaug.errors import UserError
 
 SUMMARY_COLUMNS = ["study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
@@ -112,7 +112,7 @@ def test_ties_and_zeros_match_scipy_without_warnings():
 @pytest.mark.parametrize("p, text", [(None, "n/a"), (0.0004, "< 0.001"), (0.0545, "0.0545"),
                                      (0.25, "0.25"), (1.0, "1.00")])
 def test_format_p(p, text):
-    assert stats.format_p(p) == text
+    assert wording.format_p(p) == text
 
 
 # ---------------------------------------------------------------- study level

@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 from . import plots
 from .runs import atomic_write_text
-from .stats import (ALPHA, CONFIDENCE, GAN_METHODS, GENERATOR_METRICS,
-                    describe_variant, format_fraction, format_p)
+from .stats import ALPHA, CONFIDENCE, GAN_METHODS, GENERATOR_METRICS
+from .wording import describe_variant, format_fraction, format_p
 
 PLOTS = (("accuracy_vs_fraction", plots.study_accuracy_vs_fraction,
           "Test accuracy against the fraction of real training data (log scale): mean and 95% CI "

@@ -17,6 +17,7 @@ from scipy import stats as sps
 
 from .errors import UserError
 from .runs import atomic_write_json
+from .wording import describe_variant, headline_sentence
 
 SCHEMA_VERSION = 1
 CONFIDENCE = 0.95
@@ -29,7 +30,6 @@ CELL_KEYS = GROUP_KEYS + VARIANT_KEYS
 BASELINES = ("real", "classical")
 GAN_METHODS = ("gan", "gan+classical")
 METHOD_ORDER = {"real": 0, "classical": 1, "gan": 2, "gan+classical": 3}
-BASELINE_NAMES = {"real": "real data only", "classical": "classical augmentation"}
 GENERATOR_METRICS = ("fd_domain", "kid_domain", "precision_k3", "recall_k3", "density", "coverage",
                      "gan_test_accuracy", "cas_accuracy", "val_accuracy_gain")
 TEXT_COLUMNS = {"study", "dataset", "arch", "method", "generator", "mode", "class", "run_dir",
@@ -254,7 +254,7 @@ def headlines(cells, comparisons, per_class_rows) -> list[dict]:
             if comp["t_p_holm"] is not None:
                 h["significant"] = comp["t_p_holm"] < ALPHA
             h["per_class"] = per_class_change(per_class_rows, _key(gan), _key(base))
-        h["sentence"] = headline_sentence(h, qualify)
+        h["sentence"] = headline_sentence(h, ALPHA, qualify)
         out.append(h)
     return out
 
@@ -278,74 +278,6 @@ def summarize_generators(rows: list[dict]) -> list[dict]:
                     "samples": [{"seed": r["seed"], "path": r["samples"]}
                                 for r in members if r.get("samples")]})
     return out
-
-
-# ---------------------------------------------------------------- wording
-
-def format_fraction(fraction: float) -> str:
-    return f"{fraction * 100:g}%"
-
-
-def format_signed(x: float, digits: int = 1) -> str:
-    text = f"{x:+.{digits}f}"
-    return text[1:] if float(text) == 0 else text  # no "+0.0" or "-0.0"
-
-
-def format_number(x: float | None, digits: int = 1) -> str:
-    return "n/a" if x is None else format_signed(x, digits).lstrip("+")
-
-
-def format_p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    if p < 0.001:
-        return "< 0.001"
-    # Near the 0.05 threshold two decimals mislead (0.054 -> "0.05"), so small p keep 3 digits.
-    return f"{p:.3g}" if p < 0.1 else f"{p:.2f}"
-
-
-def p_clause(name: str, p: float | None) -> str:
-    text = format_p(p)
-    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
-
-
-def describe_variant(cell: dict) -> str:
-    name = (cell["generator"] or "GAN") + (" + classical" if cell["method"] == "gan+classical" else "")
-    parts = [name, f"ratio {cell['ratio']:g}"]
-    if cell["filter"]:
-        parts.append(f"filter {cell['filter']:g}")
-    parts.append("pretrain then fine-tune" if cell["mode"] == "pretrain" else cell["mode"] or "mix")
-    return ", ".join(parts)
-
-
-def headline_sentence(h: dict, qualify: bool = False) -> str:
-    where = f"At {format_fraction(h['fraction'])} of the data"
-    if qualify:
-        where += f" ({h['dataset']}, {h['arch']})"
-    if h["gan"] is None:
-        return f"{where}, no GAN method was trained, so there is no GAN result to report."
-    gan = f"the best GAN method ({h['gan']['description']})"
-    if h["baseline"] is None:
-        return f"{where}, neither real-only nor classical baselines were trained, so {gan} has no comparison."
-    vs = BASELINE_NAMES[h["baseline"]["method"]]
-    c = h["comparison"]
-    n, diff = c["n"], c["mean_diff_pp"]
-    if n == 0:
-        return f"{where}, {gan} and {vs} share no seed, so they cannot be compared."
-    if n == 1:
-        return (f"{where}, {gan} changed test accuracy by {format_signed(diff)} pp versus {vs} on a "
-                "single seed, too few for a confidence interval or a test.")
-    if c["t_p"] is None:
-        return (f"{where}, {gan} changed test accuracy by {format_signed(diff)} pp versus {vs} on "
-                f"each of {n} seeds alike, so the t-test is undefined "
-                f"({p_clause('Wilcoxon p', c['wilcoxon_p'])}, Holm p = {format_p(c['wilcoxon_p_holm'])}).")
-    evidence = (f"95% CI {format_number(c['ci_low_pp'])} to {format_number(c['ci_high_pp'])}, "
-                f"{p_clause('p', c['t_p'])}, {p_clause('Holm p', c['t_p_holm'])}, {n} seeds")
-    if h["significant"]:
-        return f"{where}, {gan} changed test accuracy by {format_signed(diff)} pp versus {vs} ({evidence})."
-    after = " after correction for multiple comparisons" if c["t_p"] < ALPHA else ""
-    return (f"{where}, {gan} made no significant change to test accuracy versus {vs}{after}: "
-            f"{format_signed(diff)} pp ({evidence}).")
 
 
 # ---------------------------------------------------------------- entry points
