@@ -14,7 +14,7 @@ import pytest
 
 from conftest import DATA_DIR, assert_user_error, cli_env, ganaug
 from ganaug.errors import UserError
-from ganaug.study import expand
+from ganaug.study import calibrate, expand
 from ganaug.study_config import PRESETS, StudyConfig, load_study_config
 
 SMOKE = ("study", "--preset", "smoke", "--data-dir", str(DATA_DIR))
@@ -111,6 +111,21 @@ def test_grid_pairs_methods_and_shares_generators():
             assert dep in ids and f"-f{t['fraction']:g}-s{t['seed']}-" in dep
     order = {tid: i for i, tid in enumerate(ids)}
     assert all(order[d] < order[t["id"]] for t in classifiers for d in t["deps"].values())
+
+
+def test_a_resumed_study_estimates_from_the_times_it_measured():
+    """The ETA of a resumed study scales each kind of task by how long its finished ones took
+    against their estimates — the median, so one task stretched by a paused machine does not
+    skew it, and a failed task says nothing about speed; with nothing done it is the estimate."""
+    tasks = expand(PRESETS["smoke"])
+    estimates = {t["id"]: 10.0 for t in tasks}
+    gens = [t["id"] for t in tasks if t["kind"] == "generator"]
+    classifiers = [t["id"] for t in tasks if t["kind"] == "classifier"]
+    done = {gens[0]: {"seconds": 30.0}, classifiers[0]: {"seconds": 4.0}, classifiers[1]: {"seconds": 5.0},
+            classifiers[2]: {"seconds": 900.0}, classifiers[3]: {"error": "a filter kept no image", "seconds": 0.5}}
+    got = calibrate(estimates, tasks, done)
+    assert {got[i] for i in gens} == {30.0} and {got[i] for i in classifiers} == {5.0}
+    assert calibrate(estimates, tasks, {}) == estimates
 
 
 # ---------------------------------------------------------------- real smoke studies

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -96,6 +97,20 @@ def estimate_seconds(cfg: StudyConfig, task: dict) -> float:
     if v.mode == "pretrain":
         images += epochs_for(optim, n_real * v.ratio) * n_real * v.ratio
     return TASK_OVERHEAD_SECONDS["classifier"] + images / CLASSIFIER_IMAGES_PER_SECOND[task["arch"]]
+
+
+def calibrate(estimates: dict[str, float], tasks: list[dict], done: dict[str, dict]) -> dict[str, float]:
+    """The estimates scaled, per kind of task, by how long the finished tasks of that kind really
+    took here against their estimates (the median ratio, so a task that ran while the machine
+    slept or was paused does not skew it), so a resumed study's ETA is this machine's."""
+    out = dict(estimates)
+    for kind in ("generator", "classifier"):
+        ratios = [done[t["id"]]["seconds"] / estimates[t["id"]] for t in tasks if t["kind"] == kind
+                  and "seconds" in done.get(t["id"], {}) and "error" not in done[t["id"]]]
+        if ratios:
+            factor = statistics.median(ratios)
+            out.update({t["id"]: estimates[t["id"]] * factor for t in tasks if t["kind"] == kind})
+    return out
 
 
 # ---------------------------------------------------------------- running one task
@@ -241,14 +256,14 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
         say(f"{len(stale)} finished generator(s) have lost their run folder and will be trained again: "
             f"{', '.join(stale)}")
     todo = [t for t in tasks if t["id"] not in done]
-    estimates = {t["id"]: estimate_seconds(cfg, t) for t in tasks}
+    estimates = calibrate({t["id"]: estimate_seconds(cfg, t) for t in tasks}, tasks, done)
     ex = make_executor(executor, cfg.workers, cfg.threads_per_task, ray_address) if todo else None
     workers = ex.workers if ex else 1
     remaining = sum(estimates[t["id"]] for t in todo)
     say(f"study {study_dir.name}: {len(tasks)} tasks ({len(done)} already done), "
         f"{len([t for t in tasks if t['kind'] == 'generator'])} generators; estimated "
         f"{format_duration(remaining / workers)} on {workers} {executor} worker(s) of "
-        f"{cfg.threads_per_task} thread(s)")
+        f"{cfg.threads_per_task} thread(s)" + (" (scaled by the finished tasks' times)" if done else ""))
     context = {"config": cfg.to_dict(), "out": str(out.resolve()), "data_dir": str(Path(data_dir).resolve())}
     if todo:
         schedule(ex, todo, done, context, study_dir, estimates)
