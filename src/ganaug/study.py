@@ -25,9 +25,12 @@ from .study_config import StudyConfig, Variant, study_config_from_dict
 
 TASKS_DIR = "tasks"
 # Single-thread training throughput measured on this project's 2-core machine (images/s), used
-# only to print an estimate before a study starts. Per-task overhead covers start-up, the final
-# evaluation on 10,000 test images, the ONNX export and the plots.
-CLASSIFIER_IMAGES_PER_SECOND = {"shallow": 20000, "deep": 9000, "cnn": 1700, "transfer": 150}
+# only to print an estimate before a study starts (a resumed study rescales it by its own finished
+# tasks, see `calibrate`). The CNN's is that of two 1-thread tasks side by side, as a study runs
+# them (1,140-1,270 images/s in the standard study's 1% cells; one such task alone did 1,700).
+# Per-task overhead covers start-up, the final evaluation on 10,000 test images, the ONNX export
+# and the plots.
+CLASSIFIER_IMAGES_PER_SECOND = {"shallow": 20000, "deep": 9000, "cnn": 1250, "transfer": 150}
 GENERATOR_IMAGES_PER_SECOND = {"cgan": 3000, "cdcgan": 500, "acgan": 500, "sngan": 450}
 TASK_OVERHEAD_SECONDS = {"classifier": 12, "generator": 10}
 SUMMARY_COLUMNS = ("study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
