@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .layers import GradInInputLayout
+
 IMAGE_PIXELS = 28 * 28
 
 
@@ -111,6 +113,7 @@ class ConvGenerator(nn.Module):
             self.bn14 = ConditionalBatchNorm2d(c14, num_classes)
         else:
             self.bn7, self.bn14 = nn.BatchNorm2d(c7), nn.BatchNorm2d(c14)
+        self.grad_layout = GradInInputLayout()  # NCHW from the Linear, channels-last convolution next
 
     def _norm(self, bn, x, label):
         return F.relu(bn(x, label) if self.conditioning == "cbn" else bn(x))
@@ -118,7 +121,7 @@ class ConvGenerator(nn.Module):
     def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         h = torch.cat([z, self.embed(label)], dim=1) if self.embed is not None else z
         h = self._norm(self.bn7, self.fc(h).view(-1, self.c7, 7, 7), label)
-        h = self._norm(self.bn14, self.up14(h), label)
+        h = self._norm(self.bn14, self.up14(self.grad_layout(h)), label)
         return _to_unit(self.up28(h))
 
 
@@ -146,7 +149,8 @@ class ConvDiscriminator(nn.Module):
         layers.append(nn.LeakyReLU(0.2, inplace=True))
         if dropout:
             layers.append(nn.Dropout(dropout))
-        self.features = nn.Sequential(*layers, nn.Flatten())
+        # Flatten hands back an NCHW gradient; the layout shim keeps it in the activation's format
+        self.features = nn.Sequential(*layers, GradInInputLayout(), nn.Flatten())
         features = width * 2 * 7 * 7
         self.adv = wrap(nn.Linear(features, 1))
         self.aux = nn.Linear(features, num_classes * (2 if twin else 1)) if conditioning == "aux" else None

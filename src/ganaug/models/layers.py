@@ -22,6 +22,38 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+class _GradInInputLayout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.memory_format = _memory_format(x)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=ctx.memory_format)
+
+
+class GradInInputLayout(nn.Module):
+    """The identity, except that in training its gradient is handed back in its input's memory
+    format (one copy).
+
+    Written by hand because PyTorch's elementwise backward kernels (leaky_relu_backward,
+    threshold_backward) fall to a slow path when the gradient and the saved activation differ in
+    layout: 8 ms instead of 0.35 ms for a bf16 [128, 128, 7, 7] here. That happens wherever a
+    channels-last activation meets an NCHW gradient, e.g. before a Flatten (whose gradient is
+    NCHW) or after a Linear reshaped to NCHW that feeds a channels-last convolution. Values are
+    unchanged, so results are bit-identical with and without it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _GradInInputLayout.apply(x) if self.training and x.requires_grad else x
+
+
 def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=True)]
