@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import AugmentConfig
+from .runtime import memory_format_of
 
 
 class ClassicalAugment:
@@ -20,8 +21,7 @@ class ClassicalAugment:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """x: float [N, 1, H, W] in [0, 1] -> an augmented batch of the same shape and layout."""
-        memory_format = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) \
-            and not x.is_contiguous() else torch.contiguous_format
+        memory_format = memory_format_of(x)
         x = x.contiguous()
         if self.cfg.max_shift:
             x = random_shift(x, self.cfg.max_shift, generator)

@@ -78,6 +78,13 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a 4-D tensor stored that way (and not also plain contiguous, as a
+    one-channel batch is), else contiguous_format."""
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def set_threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(n)

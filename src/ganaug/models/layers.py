@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..runtime import memory_format_of
+
 
 class Normalize(nn.Module):
     """(x - mean) / std inside the model, so every model file takes raw [0, 1] pixels.
@@ -22,15 +24,10 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last else torch.contiguous_format
-
-
 class _GradInInputLayout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.memory_format = _memory_format(x)
+        ctx.memory_format = memory_format_of(x)
         return x.view_as(x)
 
     @staticmethod
