@@ -174,15 +174,22 @@ def classifier_config(arch: str, **overrides) -> ClassifierConfig:
     """A config for ``arch`` with its defaults, where any field of ``ClassifierConfig`` or
     ``OptimConfig`` may be overridden by keyword (None means "keep the default")."""
     check_choice("--arch", arch, tuple(CLASSIFIER_DEFAULTS))
+    return with_overrides(ClassifierConfig, arch, CLASSIFIER_DEFAULTS[arch], overrides, "classifier")
+
+
+def with_overrides(config_cls, arch: str, defaults, overrides: dict, what: str):
+    """``config_cls(arch=arch, optim=...)`` from the optimisation ``defaults`` (a dataclass) and
+    keyword ``overrides`` naming fields of either dataclass (None = keep the default). Shared by
+    the classifier and generator configs."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "epochs" in overrides:  # an explicit epoch count is taken literally
         overrides.setdefault("min_steps", 0)
-    optim_names = {f.name for f in fields(OptimConfig)}
-    optim = replace(CLASSIFIER_DEFAULTS[arch], **{k: v for k, v in overrides.items() if k in optim_names})
+    optim_names = {f.name for f in fields(defaults)}
+    optim = replace(defaults, **{k: v for k, v in overrides.items() if k in optim_names})
     rest = {k: v for k, v in overrides.items() if k not in optim_names}
-    unknown = set(rest) - {f.name for f in fields(ClassifierConfig)}
-    check(not unknown, f"unknown classifier option(s): {', '.join(sorted(unknown))}")
-    return ClassifierConfig(arch=arch, optim=optim, **rest)
+    unknown = set(rest) - {f.name for f in fields(config_cls)}
+    check(not unknown, f"unknown {what} option(s): {', '.join(sorted(unknown))}")
+    return config_cls(arch=arch, optim=optim, **rest)
 
 
 def from_dict(cls, data: dict):

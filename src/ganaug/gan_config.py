@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
-from .config import DEVICES, PLOT_FORMATS, PRECISIONS, check, check_choice, check_seed
+from .config import (DEVICES, PLOT_FORMATS, PRECISIONS, check, check_choice, check_seed,
+                     with_overrides)
 from .models.generators import GENERATORS
 
 
@@ -129,15 +130,7 @@ def generator_config(arch: str, **overrides) -> GeneratorConfig:
     """A config for family ``arch`` with its defaults; keyword overrides (None = keep default)
     may name any field of ``GeneratorConfig`` or ``GanOptim``."""
     check_choice("--arch", arch, tuple(GENERATORS))
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "epochs" in overrides:  # an explicit epoch count is taken literally
-        overrides.setdefault("min_steps", 0)
-    optim_names = {f.name for f in fields(GanOptim)}
-    optim = replace(GENERATOR_DEFAULTS[arch], **{k: v for k, v in overrides.items() if k in optim_names})
-    rest = {k: v for k, v in overrides.items() if k not in optim_names}
-    unknown = set(rest) - {f.name for f in fields(GeneratorConfig)}
-    check(not unknown, f"unknown generator option(s): {', '.join(sorted(unknown))}")
-    return GeneratorConfig(arch=arch, optim=optim, **rest)
+    return with_overrides(GeneratorConfig, arch, GENERATOR_DEFAULTS[arch], overrides, "generator")
 
 
 def generator_config_from_dict(data: dict) -> GeneratorConfig:
