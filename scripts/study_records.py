@@ -9,7 +9,7 @@ after the machine that ran it is gone::
     python scripts/study_records.py restore docs/studies/standard OUT     # prints the study folder
     ganaug study --resume "OUT/results/studies/standard Run 1" --out OUT
 
-``save`` drops each classifier's per-epoch history (the report does not use it; it is still in
+``save`` drops each classifier's per-epoch histories (the report does not use it; it is still in
 the run folder's metrics.json) and keeps everything ``summary.csv`` and ``stats.json`` are made from.
 """
 
@@ -37,7 +37,9 @@ def save(study_dir: Path, dest: Path) -> int:
     count = 0
     for path in sorted((study_dir / TASKS_DIR).glob("*.json")):
         record = read_json(path)
-        record.get("metrics", {}).pop("history", None)
+        metrics = record.get("metrics", {})
+        for key in [k for k in metrics if k == "history" or k.endswith("_history")]:
+            del metrics[key]  # per-epoch curves (also pretrain_history): in the run folder, unused here
         atomic_write_json(dest / TASKS_DIR / path.name, record)
         count += 1
     return count
