@@ -14,7 +14,8 @@ import pytest
 
 from conftest import DATA_DIR, assert_user_error, cli_env, ganaug
 from ganaug.errors import UserError
-from ganaug.study import calibrate, expand
+from ganaug.study import expand
+from ganaug.study_time import calibrate
 from ganaug.study_config import PRESETS, StudyConfig, load_study_config
 
 SMOKE = ("study", "--preset", "smoke", "--data-dir", str(DATA_DIR))

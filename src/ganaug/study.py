@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,18 +19,11 @@ from .errors import UserError
 from .progress import progress_bar
 from .runs import (INCOMPLETE_MARKER, allocate_run, atomic_write_json, atomic_write_text, read_json,
                    versions)
-from .study_config import StudyConfig, Variant, study_config_from_dict
+from .study_config import (StudyConfig, Variant, approx_train_size, classifier_config, generator_config,
+                           study_config_from_dict)
+from .study_time import calibrate, estimate_seconds, format_duration
 
 TASKS_DIR = "tasks"
-# Single-thread training throughput measured on this project's 2-core machine (images/s), used
-# only to print an estimate before a study starts (a resumed study rescales it by its own finished
-# tasks, see `calibrate`). The CNN's is that of two 1-thread tasks side by side, as a study runs
-# them (1,140-1,270 images/s in the standard study's 1% cells; one such task alone did 1,700).
-# Per-task overhead covers start-up, the final evaluation on 10,000 test images, the ONNX export
-# and the plots.
-CLASSIFIER_IMAGES_PER_SECOND = {"shallow": 20000, "deep": 9000, "cnn": 1250, "transfer": 150}
-GENERATOR_IMAGES_PER_SECOND = {"cgan": 3000, "cdcgan": 500, "acgan": 500, "sngan": 450}
-TASK_OVERHEAD_SECONDS = {"classifier": 12, "generator": 10}
 SUMMARY_COLUMNS = ("study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
                    "filter", "mode", "test_accuracy", "test_f1", "test_precision", "test_recall",
                    "val_accuracy", "n_real", "n_synthetic", "filter_kept", "seconds", "run_dir",
@@ -74,58 +65,7 @@ def expand(cfg: StudyConfig) -> list[dict]:
     return tasks
 
 
-def approx_train_size(cfg: StudyConfig, fraction: float) -> int:
-    """Real training images of a cell (the subset less its validation share), for budgets."""
-    from .config import ClassifierConfig
-    from .data import get_dataset
-
-    val_fraction = ClassifierConfig.__dataclass_fields__["val_fraction"].default
-    return round(get_dataset(cfg.dataset).sizes["train"] * fraction * (1 - val_fraction))
-
-
-def estimate_seconds(cfg: StudyConfig, task: dict) -> float:
-    """A rough single-task duration from the budgets and measured throughputs."""
-    from .fit import epochs_for
-    from .train_generator import steps_per_epoch, total_epochs
-
-    n_real = approx_train_size(cfg, task["fraction"])
-    if task["kind"] == "generator":
-        gcfg = generator_cfg(cfg, task, n_real)
-        images = total_epochs(gcfg, n_real) * steps_per_epoch(gcfg, n_real) * min(gcfg.optim.batch_size, n_real)
-        return TASK_OVERHEAD_SECONDS["generator"] + images / GENERATOR_IMAGES_PER_SECOND[task["family"]]
-    v = Variant(**task["variant"])
-    optim = cfg.optim_for(task["arch"])
-    n = n_real * (1 + (v.ratio if v.mode == "mix" else 0))
-    images = epochs_for(optim, n) * n
-    if v.mode == "pretrain":
-        images += epochs_for(optim, n_real * v.ratio) * n_real * v.ratio
-    return TASK_OVERHEAD_SECONDS["classifier"] + images / CLASSIFIER_IMAGES_PER_SECOND[task["arch"]]
-
-
-def calibrate(estimates: dict[str, float], tasks: list[dict], done: dict[str, dict]) -> dict[str, float]:
-    """The estimates scaled, per kind of task, by how long the finished tasks of that kind really
-    took here against their estimates (the median ratio, so a task that ran while the machine
-    slept or was paused does not skew it), so a resumed study's ETA is this machine's."""
-    out = dict(estimates)
-    for kind in ("generator", "classifier"):
-        ratios = [done[t["id"]]["seconds"] / estimates[t["id"]] for t in tasks if t["kind"] == kind
-                  and "seconds" in done.get(t["id"], {}) and "error" not in done[t["id"]]]
-        if ratios:
-            factor = statistics.median(ratios)
-            out.update({t["id"]: estimates[t["id"]] * factor for t in tasks if t["kind"] == kind})
-    return out
-
-
 # ---------------------------------------------------------------- running one task
-
-def generator_cfg(cfg: StudyConfig, task: dict, n_real: int):
-    from .gan_config import GeneratorConfig
-
-    return GeneratorConfig(arch=task["family"], optim=cfg.gan_optim(task["family"], n_real),
-                           dataset=cfg.dataset, fraction=task["fraction"], seed=task["seed"],
-                           precision=cfg.precision, device=cfg.device, plot_format=cfg.plot_format,
-                           cas=cfg.generator_cas)
-
 
 def run_task(task: dict, context: dict) -> dict:
     """Train what ``task`` describes into the study's --out; return its row data.
@@ -139,22 +79,13 @@ def run_task(task: dict, context: dict) -> dict:
         if task["kind"] == "generator":
             from .train_generator import train_generator
 
-            gcfg = generator_cfg(cfg, task, approx_train_size(cfg, task["fraction"]))
+            gcfg = generator_config(cfg, task, approx_train_size(cfg, task["fraction"]))
             result = train_generator(gcfg, context["data_dir"], context["out"])
             return {"id": task["id"], "run_dir": str(result.run.results), "metrics": result.metrics,
                     "seconds": time.perf_counter() - start}
-        from .config import ClassifierConfig
         from .train_classifier import train_classifier
 
-        v = Variant(**task["variant"])
-        inputs = task.get("inputs", {})
-        ccfg = ClassifierConfig(
-            arch=task["arch"], optim=cfg.optim_for(task["arch"]), dataset=cfg.dataset,
-            fraction=task["fraction"], seed=task["seed"], classical_aug=v.method in ("classical", "gan+classical"),
-            synthetic_from=inputs.get("generator"), synthetic_ratio=v.ratio if v.uses_gan else 0.0,
-            synthetic_mode=v.mode or "mix", synthetic_min_confidence=v.filter,
-            synthetic_filter_from=inputs.get("filter"), precision=cfg.precision, device=cfg.device,
-            plot_format=cfg.plot_format)
+        ccfg = classifier_config(cfg, task, task.get("inputs", {}))
         result = train_classifier(ccfg, context["data_dir"], context["out"])
         config = read_json(result.run.results / "config.json")
         return {"id": task["id"], "run_dir": str(result.run.results), "metrics": result.metrics,
@@ -316,11 +247,6 @@ def schedule(ex, todo: list[dict], done: dict[str, dict], context: dict, study_d
     finally:
         bar.close()
     ex.shutdown()
-
-
-def format_duration(seconds: float) -> str:
-    minutes = math.ceil(seconds / 60)
-    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
 # ---------------------------------------------------------------- outputs

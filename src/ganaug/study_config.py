@@ -182,6 +182,42 @@ class StudyConfig:
         return asdict(self)
 
 
+# ---------------------------------------------------------------- one task's training config
+
+def approx_train_size(cfg: StudyConfig, fraction: float) -> int:
+    """Real training images of a cell (the subset less its validation share), for budgets."""
+    from .config import ClassifierConfig
+    from .data import get_dataset
+
+    val_fraction = ClassifierConfig.__dataclass_fields__["val_fraction"].default
+    return round(get_dataset(cfg.dataset).sizes["train"] * fraction * (1 - val_fraction))
+
+
+def generator_config(cfg: StudyConfig, task: dict, n_real: int):
+    """The GeneratorConfig of a study's generator task; its budget scales with ``n_real``."""
+    from .gan_config import GeneratorConfig
+
+    return GeneratorConfig(arch=task["family"], optim=cfg.gan_optim(task["family"], n_real),
+                           dataset=cfg.dataset, fraction=task["fraction"], seed=task["seed"],
+                           precision=cfg.precision, device=cfg.device, plot_format=cfg.plot_format,
+                           cas=cfg.generator_cas)
+
+
+def classifier_config(cfg: StudyConfig, task: dict, inputs: dict):
+    """The ClassifierConfig of a study's classifier task; ``inputs`` holds the run folders of the
+    generator (and the filtering classifier) it depends on."""
+    from .config import ClassifierConfig
+
+    v = Variant(**task["variant"])
+    return ClassifierConfig(
+        arch=task["arch"], optim=cfg.optim_for(task["arch"]), dataset=cfg.dataset,
+        fraction=task["fraction"], seed=task["seed"], classical_aug=v.method in ("classical", "gan+classical"),
+        synthetic_from=inputs.get("generator"), synthetic_ratio=v.ratio if v.uses_gan else 0.0,
+        synthetic_mode=v.mode or "mix", synthetic_min_confidence=v.filter,
+        synthetic_filter_from=inputs.get("filter"), precision=cfg.precision, device=cfg.device,
+        plot_format=cfg.plot_format)
+
+
 PRESETS: dict[str, StudyConfig] = {
     # seconds: proves the whole pipeline works (tests, notebooks)
     "smoke": StudyConfig(
@@ -192,7 +228,7 @@ PRESETS: dict[str, StudyConfig] = {
         name="quick", fractions=(0.01, 0.1), seeds=3, ratios=(1.0,), family="cgan",
         classifier={"epochs": 4, "min_steps": 150, "batch_size": 128},
         generator={"epochs": 4, "min_steps": 400, "batch_size": 256}),
-    # the study behind the README: estimated 9.8 h on this 2-core machine (printed before it starts).
+    # the study behind the README: estimated 12.0 h on this 2-core machine (printed before it starts).
     # Classifier budget, measured (CNN, seed 0, test accuracy): classical augmentation needs the
     # family default of 1,500 steps to pay off (10% subset: 88.2% after 500 steps, 90.2% after
     # 1,500; real data alone 88.7% after 500), so every method keeps it — the baseline is tuned as
