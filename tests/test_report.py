@@ -138,6 +138,11 @@ def test_reports_contain_the_numbers_of_stats_json(study):
         assert number in text and number in md
     for comparison in stats["comparisons"]:
         assert f"{comparison['mean_diff_pp']:+.2f}" in text
+    # the one lever this grid measures: sngan ratio 1 -> 2 (mix, no filter), at each fraction
+    assert [(e["lever"], e["from"], e["to"]) for e in stats["levers"]] == [("ratio", 1, 2)] * 2
+    assert "Levers" in text and "1 → 2" in md
+    for lever in stats["levers"]:
+        assert f"{lever['mean_diff_pp']:+.2f}" in text and f"{lever['mean_diff_pp']:+.2f}" in md
     fd = stats["generators"][0]["metrics"]["fd_domain"]["mean"]
     assert f"{fd:.3g}" in text
     for needle in ("Holm", "never used for training, early stopping or any selection",

@@ -192,3 +192,39 @@ def test_duplicate_rows_keep_the_last_and_missing_files_are_user_errors(tmp_path
     on_disk = json.loads((tmp_path / "stats.json").read_text(),
                          parse_constant=lambda c: pytest.fail(f"{c} in stats.json"))
     assert on_disk == json.loads(json.dumps(result))
+
+
+def test_each_lever_is_its_own_paired_change_from_the_main_recipe(tmp_path):
+    """Levers: one coordinate changed from the main recipe (the family and ratio most cells use),
+    the rest held; the difference is paired by seed, Holm-adjusted across the levers."""
+    offsets = {("gan", "acgan", 1, 0, "mix"): 0.0, ("gan", "acgan", 1, 0.9, "mix"): -0.010,
+               ("gan", "acgan", 1, 0, "pretrain"): 0.004, ("gan", "cgan", 1, 0, "mix"): -0.020,
+               ("gan", "acgan", 2, 0, "mix"): 0.006, ("gan+classical", "acgan", 2, 0, "mix"): 0.016}
+    rows = []
+    for seed, noise in enumerate((0.003, -0.002, 0.001, 0.0, -0.004)):
+        rows.append(row(0.01, seed, "real", 0.80 + noise, 0.80))
+        for (method, gen, ratio, filt, mode), off in offsets.items():
+            wobble = 0.001 * (seed % 2) * (filt > 0)  # only the filter lever's difference varies by seed
+            if (gen, seed) != ("cgan", 4):  # cgan lacks seed 4: its lever pairs over 4 seeds
+                rows.append(row(0.01, seed, method, 0.81 + noise + off + wobble, 0.8, gen, ratio, filt, mode))
+    levers = stats.compute_stats(write_summary(tmp_path, rows))["levers"]
+    got = {(e["lever"], e["variant"], e["versus"]): e for e in levers}
+    assert list(got) == [
+        ("generator", "cgan, ratio 1, mix", "acgan, ratio 1, mix"),
+        ("ratio", "acgan, ratio 2, mix", "acgan, ratio 1, mix"),
+        ("filter", "acgan, ratio 1, filter 0.9, mix", "acgan, ratio 1, mix"),
+        ("mode", "acgan, ratio 1, pretrain then fine-tune", "acgan, ratio 1, mix"),
+        ("classical", "acgan + classical, ratio 2, mix", "acgan, ratio 2, mix")]
+    # "acgan + classical, ratio 1" was never trained: no ratio lever for "acgan + classical, ratio 2"
+    cgan = got[("generator", "cgan, ratio 1, mix", "acgan, ratio 1, mix")]
+    assert cgan["seeds"] == [0, 1, 2, 3] and cgan["mean_diff_pp"] == pytest.approx(-2.0)
+    assert (cgan["from"], cgan["to"]) == ("acgan", "cgan")
+    filt = got[("filter", "acgan, ratio 1, filter 0.9, mix", "acgan, ratio 1, mix")]
+    assert filt["mean_diff_pp"] == pytest.approx(-1.0 + 0.1 * 2 / 5)
+    classical = got[("classical", "acgan + classical, ratio 2, mix", "acgan, ratio 2, mix")]
+    assert classical["mean_diff_pp"] == pytest.approx(1.0)
+    tested = [e for e in levers if e["t_p"] is not None]
+    assert tested == [filt]  # every other difference is the same on all seeds: only Wilcoxon applies
+    assert filt["t_p_holm"] == pytest.approx(filt["t_p"])
+    wilcoxon = [e["wilcoxon_p"] for e in levers]
+    assert [e["wilcoxon_p_holm"] for e in levers] == pytest.approx(stats.holm(wilcoxon))

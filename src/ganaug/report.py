@@ -110,6 +110,12 @@ def build_blocks(study_dir: Path, stats: dict, figures: dict[str, Path]) -> list
                      "same dataset, architecture and fraction, over the seeds both have. d_z is the mean "
                      "difference divided by the standard deviation of the differences."),
                comparison_table(comps)]
+    if stats.get("levers"):
+        blocks += [("h2", "Levers"),
+                   ("p", "What each option did on its own: a GAN variant against the same variant with that "
+                         "one option set back to the main recipe, paired by seed. Against a fixed baseline "
+                         "the gap moves by exactly this difference. Holm correction across the levers."),
+                   lever_table(stats["levers"])]
     if stats["generators"]:
         blocks += [("h2", "Generator metrics"), generator_table(stats["generators"])]
     blocks += [("h2", "Design"), ("ul", design_items(stats)),
@@ -151,6 +157,26 @@ def comparison_table(comps: list[dict]) -> tuple:
              str(c["n"]), pp(c["mean_diff_pp"]), pp_ci(c), format_p(c["t_p"]), format_p(c["t_p_holm"]),
              format_p(c["wilcoxon_p"]), format_p(c["wilcoxon_p_holm"]), num(c["cohen_dz"])]
             for c in comps]
+    return ("table", header, rows)
+
+
+def _lever_value(lever: str, value) -> str:
+    if lever == "classical":
+        return "with classical" if value == "gan+classical" else "without"
+    if lever == "filter":
+        return f"{value:g}" if value else "none"
+    if lever == "mode":
+        return "pretrain then fine-tune" if value == "pretrain" else value
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def lever_table(levers: list[dict]) -> tuple:
+    header = ["dataset", "arch", "fraction", "lever", "change", "variant", "versus", "seeds",
+              "difference (pp)", "95% CI (pp)", "p (t)", "Holm p (t)", "d_z"]
+    rows = [[e["dataset"], e["arch"], format_fraction(e["fraction"]), e["lever"],
+             f"{_lever_value(e['lever'], e['from'])} → {_lever_value(e['lever'], e['to'])}",
+             e["variant"], e["versus"], str(e["n"]), pp(e["mean_diff_pp"]), pp_ci(e),
+             format_p(e["t_p"]), format_p(e["t_p_holm"]), num(e["cohen_dz"])] for e in levers]
     return ("table", header, rows)
 
 

@@ -1,5 +1,6 @@
 """Statistics of a study: per-cell summaries over seeds, paired comparisons against the baselines,
-Holm correction, and the headline per real-data fraction (best GAN variant chosen by validation).
+what each lever changed, Holm correction, and the headline per real-data fraction (best GAN
+variant chosen by validation).
 
 Reads the study's CSV files with the standard library and returns plain, JSON-ready dicts.
 Accuracies stay fractions in [0, 1]; differences are percentage points (names ending in `_pp`).
@@ -29,6 +30,7 @@ VARIANT_KEYS = ("method", "generator", "ratio", "filter", "mode")
 CELL_KEYS = GROUP_KEYS + VARIANT_KEYS
 BASELINES = ("real", "classical")
 GAN_METHODS = ("gan", "gan+classical")
+LEVER_ORDER = ("generator", "ratio", "filter", "mode", "classical")
 METHOD_ORDER = {"real": 0, "classical": 1, "gan": 2, "gan+classical": 3}
 GENERATOR_METRICS = ("fd_domain", "kid_domain", "precision_k3", "recall_k3", "density", "coverage",
                      "gan_test_accuracy", "cas_accuracy", "val_accuracy_gain")
@@ -204,6 +206,47 @@ def compare_cells(index: dict[tuple, dict[int, dict]], cells: list[dict]) -> lis
     return comparisons
 
 
+def _reference(gan_cells: list[dict]) -> dict:
+    """The main GAN recipe of a group, from which the levers change one coordinate: method gan,
+    no filter, mixing, the family and the ratio most cells use (levers add cells there; ties go to
+    the family first in name order and the ratio nearest 1)."""
+    def most_common(column, tie):
+        values = [c[column] for c in gan_cells]
+        return min(set(values), key=lambda v: (-values.count(v), tie(v)))
+    return {"method": "gan", "generator": most_common("generator", str),
+            "ratio": most_common("ratio", lambda r: abs(math.log(r)) if r > 0 else math.inf),
+            "filter": 0.0, "mode": "mix"}
+
+
+def lever_effects(index: dict[tuple, dict[int, dict]], cells: list[dict]) -> list[dict]:
+    """What each lever did: every GAN cell against its neighbour that differs only in one coordinate
+    set back to the main recipe (e.g. filter 0.9 against no filter, the rest equal), paired by seed.
+    Against a fixed baseline the gap moves by exactly this difference. Holm across all levers."""
+    effects = []
+    for members in _groups(cells).values():
+        gan = [c for c in members if c["method"] in GAN_METHODS]
+        if not gan:
+            continue
+        ref, by_key, found = _reference(gan), {_key(c): c for c in gan}, []
+        for cell in gan:
+            for k in VARIANT_KEYS:
+                if cell[k] == ref[k]:
+                    continue
+                other = by_key.get(_key({**cell, k: ref[k]}))
+                if other is None:
+                    continue
+                seeds, a, b = _paired_values(index, _key(cell), _key(other), "test_accuracy")
+                found.append({**{g: cell[g] for g in GROUP_KEYS},
+                                "lever": "classical" if k == "method" else k, "from": ref[k], "to": cell[k],
+                                "variant": describe_variant(cell), "versus": describe_variant(other),
+                                "seeds": seeds, **paired_test(a, b)})
+        effects += sorted(found, key=lambda e: (LEVER_ORDER.index(e["lever"]), e["variant"]))
+    for family in ("t_p", "wilcoxon_p"):
+        for e, p in zip(effects, holm([e[family] for e in effects])):
+            e[f"{family}_holm"] = p
+    return effects
+
+
 def per_class_change(per_class_rows: list[dict], key: tuple, other: tuple) -> list[dict]:
     """Per class: mean F1 of both cells and their paired difference (pp) over shared seeds."""
     f1: dict[tuple, dict[str, dict[int, float]]] = {}
@@ -309,6 +352,7 @@ def compute_stats(study_dir: str | Path) -> dict:
         "headlines": headlines(cells, comparisons, read_csv(study_dir / "per_class.csv")),
         "cells": cells,
         "comparisons": comparisons,
+        "levers": lever_effects(index, cells),
         "generators": summarize_generators(read_csv(study_dir / "generators.csv")),
     }
     return _json_ready(result)
