@@ -73,7 +73,8 @@ def restore(src: Path, out: Path, data_dir: str | None) -> Path:
     for path in sorted((src / TASKS_DIR).glob("*.json")):
         atomic_write_json(study_dir / TASKS_DIR / path.name, moved(read_json(path), old, new))
     atomic_write_json(study_dir / "config.json", config)
-    if not finished:
+    recorded = {path.stem for path in (study_dir / TASKS_DIR).glob("*.json")}
+    if not finished or set(config["tasks"]) - recorded:  # a record missing: not finished
         (study_dir / INCOMPLETE_MARKER).write_text("")
     return study_dir
 

@@ -251,6 +251,17 @@ def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_p
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip())
     assert folder == (tmp_path / "elsewhere" / "results" / "studies" / reference.name).resolve()
+    # an interim report of the unfinished study: what is done so far, marked as such
+    interim = ganaug("study", "--interim", "--out", tmp_path / "elsewhere")
+    assert interim.returncode == 0, interim.stderr
+    finished, total = len(list((folder / "tasks").glob("*.json"))), len(records)
+    assert f"{finished} of {total} tasks finished" in interim.stdout and finished < total
+    part = json.loads((folder / "interim" / "stats.json").read_text())
+    assert part["progress"] == {"finished": finished, "total": total}
+    assert part["n_classifiers"] == sum(p.name.startswith("cls-") for p in (folder / "tasks").iterdir())
+    assert f"Interim report: {finished} of {total} tasks" in (folder / "interim" / "report.md").read_text()
+    assert "Interim report" in (folder / "interim" / "report.html").read_text()
+    assert (folder / "INCOMPLETE").exists() and not (folder / "report.html").exists()
     resumed = ganaug("study", "--resume", folder, "--out", tmp_path / "elsewhere", timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     assert "1 finished generator(s) have lost their run folder" in resumed.stdout
@@ -258,6 +269,11 @@ def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_p
     got = json.loads((folder / "stats.json").read_text())
     want = json.loads((reference / "stats.json").read_text())
     assert without_timing(got) == without_timing(want)
+    assert got["progress"] == {"finished": total, "total": total}
+    assert not (folder / "interim").exists()  # the final report replaced the interim one
+    assert "Interim" not in (folder / "report.md").read_text()
+    again = ganaug("study", "--interim", folder, "--out", tmp_path / "elsewhere")
+    assert again.returncode == 2 and "has finished; its report is" in again.stderr
 
 
 @pytest.mark.slow
@@ -271,8 +287,12 @@ def test_ray_executor_gives_the_same_numbers(smoke_study, tmp_path):
     assert without_timing(got) == without_timing(want)
 
 
-def test_resume_without_an_unfinished_study_is_a_user_error(tmp_path):
+def test_resume_or_interim_without_an_unfinished_study_is_a_user_error(tmp_path):
     assert_user_error(ganaug("study", "--resume", "--out", tmp_path), "no unfinished study")
+    assert_user_error(ganaug("study", "--interim", "--out", tmp_path), "no unfinished study")
+    assert_user_error(ganaug("study", "--interim", tmp_path, "--out", tmp_path), "is not a study folder")
+    assert_user_error(ganaug("study", "--interim", "--preset", "smoke", "--out", tmp_path),
+                      "--interim reports on an existing study")
 
 
 def test_unknown_executor_is_a_user_error(tmp_path):

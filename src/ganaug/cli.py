@@ -139,6 +139,9 @@ def build_parser() -> Parser:
     st.add_argument("--workers", type=int, default=None,
                     help="local processes / Ray tasks at once (default: cores // threads per task); "
                          "also on --resume")
+    st.add_argument("--interim", nargs="?", const=True, default=None, metavar="STUDY_DIR",
+                    help="write a report of the tasks finished so far into STUDY_DIR/interim/ (default: "
+                         "the latest unfinished study), running nothing; safe while the study runs")
     st.add_argument("--dry-run", action="store_true",
                     help="print the grid and the estimated time, then stop without writing anything")
 
@@ -258,6 +261,13 @@ def cmd_study(args) -> None:
     from .study import run_study
     from .study_config import load_study_config
 
+    if args.interim:
+        if args.resume or args.preset or args.config or args.dry_run:
+            raise UserError("--interim reports on an existing study; drop --resume/--preset/--config/--dry-run")
+        from .study import interim_report
+
+        interim_report(args.out, args.interim)
+        return
     cfg = None
     if not args.resume:
         cfg = load_study_config(args.preset, args.config)

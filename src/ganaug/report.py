@@ -86,8 +86,14 @@ def variant(c: dict) -> str:
 def build_blocks(study_dir: Path, stats: dict, figures: dict[str, Path]) -> list[tuple]:
     heads, comps = stats["headlines"], stats["comparisons"]
     n_tests = sum(c["t_p"] is not None for c in comps)
-    blocks: list[tuple] = [("title", f"{stats['study']}: does GAN augmentation help, and when?"),
-                           ("answer", [h["sentence"] for h in heads])]
+    blocks: list[tuple] = [("title", f"{stats['study']}: does GAN augmentation help, and when?")]
+    progress = stats.get("progress")
+    if progress and progress["finished"] < progress["total"]:
+        blocks.append(("warning", f"Interim report: {progress['finished']} of {progress['total']} tasks "
+                                  "of this study have finished. Cells may still lack seeds, and the "
+                                  "selection, the statistics and these sentences will change; this is "
+                                  "not the study's answer."))
+    blocks.append(("answer", [h["sentence"] for h in heads]))
     blocks.append(("p", f"Differences are test accuracy of the GAN variant minus the baseline, in "
                         f"percentage points (pp), paired by seed. \"Significant\" means a Holm-adjusted "
                         f"paired t-test p < {ALPHA:g} across all {n_tests} tested comparisons of this "
@@ -288,6 +294,8 @@ def render_markdown(blocks: list[tuple], study_dir: Path) -> str:
             out.append(f"# {block[1]}")
         elif kind == "answer":
             out.extend(f"**{s}**" for s in block[1])
+        elif kind == "warning":
+            out.append(f"> **{block[1]}**")
         elif kind in ("h2", "h3"):
             out.append(("## " if kind == "h2" else "### ") + block[1])
         elif kind == "p":

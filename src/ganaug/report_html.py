@@ -22,6 +22,8 @@ p, li { max-width: 48rem; }
 .answer { background: var(--band); border-left: 4px solid var(--accent); padding: 0.75rem 1.25rem;
           margin: 0 0 1.25rem; }
 .answer p { font-size: 1.08rem; font-weight: 600; margin: 0.5rem 0; }
+.warning { background: #fff4e5; border-left: 4px solid #d97706; padding: 0.6rem 1.25rem;
+           margin: 0 0 1.25rem; font-weight: 600; }
 .table-wrap { overflow-x: auto; margin: 0.75rem 0 1.5rem; }
 table { border-collapse: collapse; font-size: 0.85rem; font-variant-numeric: tabular-nums; }
 th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid var(--rule); text-align: left; white-space: nowrap; }
@@ -70,6 +72,8 @@ def render_html(blocks: list[tuple], title: str) -> str:
         elif kind == "answer":
             parts.append('<section class="answer">' + "".join(f"<p>{escape(s)}</p>" for s in block[1])
                          + "</section>")
+        elif kind == "warning":
+            parts.append(f'<p class="warning">{escape(block[1])}</p>')
         elif kind in ("h2", "h3"):
             parts.append(f"<{kind}>{escape(block[1])}</{kind}>")
         elif kind == "p":

@@ -358,9 +358,12 @@ def compute_stats(study_dir: str | Path) -> dict:
     return _json_ready(result)
 
 
-def write_stats(study_dir: str | Path) -> dict:
-    """compute_stats, then write stats.json atomically next to the CSVs."""
+def write_stats(study_dir: str | Path, progress: dict | None = None) -> dict:
+    """compute_stats, then write stats.json atomically next to the CSVs. ``progress`` (finished
+    and total tasks of the study) is recorded as given; an interim report is marked from it."""
     result = compute_stats(study_dir)
+    if progress is not None:
+        result["progress"] = progress
     atomic_write_json(Path(study_dir) / "stats.json", result)
     return result
 

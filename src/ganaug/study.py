@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from .study_config import (StudyConfig, Variant, approx_train_size, classifier_c
 from .study_time import calibrate, estimate_seconds, format_duration
 
 TASKS_DIR = "tasks"
+INTERIM_DIR = "interim"  # `ganaug study --interim` writes its tables and report here
 SUMMARY_COLUMNS = ("study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
                    "filter", "mode", "test_accuracy", "test_f1", "test_precision", "test_recall",
                    "val_accuracy", "n_real", "n_synthetic", "filter_kept", "seconds", "run_dir",
@@ -121,11 +123,11 @@ def missing_generators(tasks: list[dict], done: dict[str, dict]) -> list[str]:
             and finished_generator_run(done[tid]["run_dir"]) is None]
 
 
-def latest_incomplete(out: Path) -> Path:
+def latest_incomplete(out: Path, purpose: str = "to resume; start one without --resume") -> Path:
     root = out / "results" / "studies"
     candidates = [p for p in root.glob("* Run *") if (p / INCOMPLETE_MARKER).exists()] if root.is_dir() else []
     if not candidates:
-        raise UserError(f"no unfinished study under {root} to resume; start one without --resume")
+        raise UserError(f"no unfinished study under {root} {purpose}")
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
@@ -302,11 +304,41 @@ def table_rows(cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], ou
 
 
 def finish_study(study_dir: Path, cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], say) -> Path:
+    """Tables, stats.json and the report of a finished study; the study is then no longer incomplete."""
+    write_outputs(study_dir, study_dir, cfg, tasks, results, say)
+    (study_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)
+    shutil.rmtree(study_dir / INTERIM_DIR, ignore_errors=True)  # the final report replaces it
+    return study_dir
+
+
+def interim_report(out: str | Path, study: str | bool, say=print) -> Path:
+    """The report of the tasks a study has finished so far, in ``<study>/interim/``; runs nothing
+    and reads only the task records, so it is safe while the study runs (or when it is paused)."""
+    study_dir = latest_incomplete(Path(out), "to report on; give its folder") if study is True else Path(study)
+    if not (study_dir / "config.json").is_file():
+        raise UserError(f"{study_dir} is not a study folder")
+    if not (study_dir / INCOMPLETE_MARKER).exists():
+        raise UserError(f"{study_dir.name} has finished; its report is {study_dir / 'report.html'}")
+    cfg = study_config_from_dict(read_json(study_dir / "config.json")["study"])
+    tasks = expand(cfg)
+    results = finished_results(study_dir, tasks)
+    say(f"study {study_dir.name}: {len(results)} of {len(tasks)} tasks finished")
+    target = study_dir / INTERIM_DIR
+    target.mkdir(exist_ok=True)
+    write_outputs(study_dir, target, cfg, tasks, results, say)
+    return target
+
+
+def write_outputs(study_dir: Path, target: Path, cfg: StudyConfig, tasks: list[dict],
+                  results: dict[str, dict], say) -> None:
+    """summary.csv, per_class.csv, generators.csv, failures.csv, stats.json and the report of the
+    recorded ``results`` of the study in ``study_dir``, written into ``target``."""
     from .report import write_report
     from .stats import write_stats
 
     saved = read_json(study_dir / "config.json")
     out = Path(saved["out"])
+    tasks = [dict(t) for t in tasks]
     for task in tasks:  # the generator run a classifier used (the scheduler passed it in)
         if task["kind"] == "classifier" and task["deps"].get("generator"):
             gen = results.get(task["deps"]["generator"], {})
@@ -315,16 +347,14 @@ def finish_study(study_dir: Path, cfg: StudyConfig, tasks: list[dict], results: 
     if not summary:
         raise UserError(f"no classifier of study {study_dir.name} finished: "
                         + (failures[0]["error"] if failures else "nothing ran"))
-    atomic_write_text(study_dir / "summary.csv", _csv(summary, SUMMARY_COLUMNS))
-    atomic_write_text(study_dir / "per_class.csv", _csv(per_class, tuple(per_class[0]) if per_class else ("class",)))
-    atomic_write_text(study_dir / "generators.csv", _csv(generators, GENERATOR_COLUMNS))
-    atomic_write_text(study_dir / "failures.csv", _csv(failures, ("task", "error")))
-    stats = write_stats(study_dir)
-    write_report(study_dir, stats, plot_format=cfg.plot_format)
-    (study_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)
+    atomic_write_text(target / "summary.csv", _csv(summary, SUMMARY_COLUMNS))
+    atomic_write_text(target / "per_class.csv", _csv(per_class, tuple(per_class[0]) if per_class else ("class",)))
+    atomic_write_text(target / "generators.csv", _csv(generators, GENERATOR_COLUMNS))
+    atomic_write_text(target / "failures.csv", _csv(failures, ("task", "error")))
+    stats = write_stats(target, progress={"finished": len(results), "total": len(tasks)})
+    write_report(target, stats, plot_format=cfg.plot_format)
     for h in stats["headlines"]:
         say(h["sentence"])
     if failures:
         say(f"{len(failures)} task(s) failed; see failures.csv")
-    say(f"report: {study_dir / 'report.html'}")
-    return study_dir
+    say(f"report: {target / 'report.html'}")
