@@ -322,7 +322,13 @@ def interim_report(out: str | Path, study: str | bool, say=print) -> Path:
     cfg = study_config_from_dict(read_json(study_dir / "config.json")["study"])
     tasks = expand(cfg)
     results = finished_results(study_dir, tasks)
-    say(f"study {study_dir.name}: {len(results)} of {len(tasks)} tasks finished")
+    from .executors import default_workers
+
+    workers = default_workers(cfg.workers, cfg.threads_per_task)
+    estimates = calibrate({t["id"]: estimate_seconds(cfg, t) for t in tasks}, tasks, results)
+    left = sum(estimates[t["id"]] for t in tasks if t["id"] not in results) / workers
+    say(f"study {study_dir.name}: {len(results)} of {len(tasks)} tasks finished; about "
+        f"{format_duration(left)} left on {workers} worker(s) (scaled by the finished tasks' times)")
     target = study_dir / INTERIM_DIR
     target.mkdir(exist_ok=True)
     write_outputs(study_dir, target, cfg, tasks, results, say)
