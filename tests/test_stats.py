@@ -16,7 +16,7 @@ from ganaug.errors import UserError
 
 SUMMARY_COLUMNS = ["study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
                    "filter", "mode", "test_accuracy", "test_f1", "test_precision", "test_recall",
-                   "val_accuracy", "seconds", "run_dir", "generator_run_dir"]
+                   "val_accuracy", "n_val", "seconds", "run_dir", "generator_run_dir"]
 
 
 def no_warnings(fn, *args):
@@ -27,11 +27,11 @@ def no_warnings(fn, *args):
     return result
 
 
-def row(fraction, seed, method, test, val, generator="", ratio=0, filter=0, mode=""):
+def row(fraction, seed, method, test, val, generator="", ratio=0, filter=0, mode="", n_val=""):
     return {"study": "t", "dataset": "fashion-mnist", "arch": "cnn", "fraction": fraction, "seed": seed,
             "method": method, "generator": generator, "ratio": ratio, "filter": filter, "mode": mode,
             "test_accuracy": test, "test_f1": test - 0.01, "test_precision": test, "test_recall": test,
-            "val_accuracy": val, "seconds": 1.0, "run_dir": f"runs/{method}{seed}", "generator_run_dir": ""}
+            "val_accuracy": val, "n_val": n_val, "seconds": 1.0, "run_dir": f"runs/{method}{seed}", "generator_run_dir": ""}
 
 
 def write_summary(folder, rows):
@@ -228,3 +228,24 @@ def test_each_lever_is_its_own_paired_change_from_the_main_recipe(tmp_path):
     assert filt["t_p_holm"] == pytest.approx(filt["t_p"])
     wilcoxon = [e["wilcoxon_p"] for e in levers]
     assert [e["wilcoxon_p_holm"] for e in levers] == pytest.approx(stats.holm(wilcoxon))
+
+
+def test_tied_selections_and_coarse_validation_are_reported(tmp_path):
+    """60 validation images: real and classical tie on mean validation accuracy, so the baseline
+    falls to table order (real) and the report says so, with the step size of that validation."""
+    from ganaug.report import caveat_items
+
+    rows = []
+    for seed, noise in enumerate((0.0, 0.01, -0.01)):
+        rows.append(row(0.01, seed, "real", 0.80 + noise, 53 / 60, n_val=60))
+        rows.append(row(0.01, seed, "classical", 0.81 + noise, 53 / 60, n_val=60))
+        rows.append(row(0.01, seed, "gan", 0.80 + noise, 52 / 60, "acgan", 1, 0, "mix", n_val=60))
+        rows.append(row(0.01, seed, "gan", 0.79 + noise, 51 / 60, "acgan", 2, 0, "mix", n_val=60))
+    result = stats.compute_stats(write_summary(tmp_path, rows))
+    (head,) = result["headlines"]
+    assert head["baseline"]["method"] == "real" and head["baseline"]["tied_with"] == ["classical"]
+    assert head["gan"]["tied_with"] == [] and head["n_val"] == 60
+    items = caveat_items(result, 1)
+    assert "60 images at 1%, so validation accuracy moves in steps of 1.7 pp" in " ".join(items)
+    assert ("Tie at 1%: the baseline (real) had the same mean validation accuracy as classical; "
+            "ties go to the first in table order.") in items

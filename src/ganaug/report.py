@@ -269,6 +269,20 @@ def caveat_items(stats: dict, n_tests: int) -> list[str]:
         "Scope: seeds vary the real subset, the initialisation and the generator; the conclusions hold "
         "for the datasets and classifiers of this grid only.",
     ]
+    sizes = sorted({(h["fraction"], h["n_val"]) for h in stats["headlines"] if h.get("n_val")})
+    if sizes:
+        items.append("Coarse validation: each run validates on its own split of "
+                     + ", ".join(f"{n:,} images at {format_fraction(f)}" for f, n in sizes)
+                     + f", so validation accuracy moves in steps of {100 / sizes[0][1]:.2g} pp at "
+                     f"{format_fraction(sizes[0][0])} and selections there can tie.")
+    for h in stats["headlines"]:
+        for side, name in (("baseline", "baseline"), ("gan", "best GAN variant")):
+            chosen = h.get(side) or {}
+            if chosen.get("tied_with"):
+                label = chosen.get("description") or chosen["method"]
+                items.append(f"Tie at {format_fraction(h['fraction'])}: the {name} ({label}) had the same "
+                             f"mean validation accuracy as {', '.join(chosen['tied_with'])}; ties go to "
+                             "the first in table order.")
     short = [c for c in cells if c["n"] < max_n]
     if short:
         items.append(f"Missing runs: {len(short)} of {len(cells)} cells have fewer than {max_n} seeds "

@@ -149,7 +149,8 @@ def summarize_cells(index: dict[tuple, dict[int, dict]]) -> list[dict]:
         cells.append({**dict(zip(CELL_KEYS, key)), "n": len(rows), "seeds": sorted(by_seed),
                       **{m: mean_ci([r.get(m) for r in rows]) for m in
                          ("test_accuracy", "test_f1", "val_accuracy")},
-                      "seconds_mean": mean_ci([r.get("seconds") for r in rows])["mean"]})
+                      "seconds_mean": mean_ci([r.get("seconds") for r in rows])["mean"],
+                      "n_val": min((int(r["n_val"]) for r in rows if r.get("n_val")), default=None)})
     for group in _groups(cells).values():  # the variant each method would field at this fraction
         for c in group:
             c["selected"] = c is best_by_validation([o for o in group if o["method"] == c["method"]])
@@ -163,6 +164,14 @@ def best_by_validation(cells: list[dict]) -> dict | None:
         v = c["val_accuracy"]["mean"]
         return -math.inf if v is None else v
     return max(cells, key=val) if cells else None
+
+
+def ties_with(chosen: dict, cells: list[dict]) -> list[dict]:
+    """The other cells whose mean validation accuracy equals the chosen one's: the choice among
+    them fell to table order (small validation splits make such ties common)."""
+    v = chosen["val_accuracy"]["mean"]
+    return [c for c in cells if c is not chosen and v is not None
+            and c["val_accuracy"]["mean"] is not None and math.isclose(c["val_accuracy"]["mean"], v, abs_tol=1e-9)]
 
 
 def _groups(cells: list[dict]) -> dict[tuple, list[dict]]:
@@ -278,17 +287,21 @@ def headlines(cells, comparisons, per_class_rows) -> list[dict]:
     qualify = len({g[:2] for g in groups}) > 1
     out = []
     for group, members in groups.items():
-        gan = best_by_validation([c for c in members if c["method"] in GAN_METHODS])
-        base = best_by_validation([c for c in members if c["method"] in BASELINES])
+        gans = [c for c in members if c["method"] in GAN_METHODS]
+        bases = [c for c in members if c["method"] in BASELINES]
+        gan, base = best_by_validation(gans), best_by_validation(bases)
         h = {**dict(zip(GROUP_KEYS, group)), "gan": None, "baseline": None, "comparison": None,
-             "significant": None, "per_class": []}
+             "significant": None, "per_class": [],
+             "n_val": min((c["n_val"] for c in members if c.get("n_val")), default=None)}
         if gan:
             h["gan"] = {**{k: gan[k] for k in VARIANT_KEYS}, "description": describe_variant(gan),
                         "val_accuracy_mean": gan["val_accuracy"]["mean"],
-                        "test_accuracy_mean": gan["test_accuracy"]["mean"]}
+                        "test_accuracy_mean": gan["test_accuracy"]["mean"],
+                        "tied_with": [describe_variant(c) for c in ties_with(gan, gans)]}
         if base:
             h["baseline"] = {"method": base["method"], "val_accuracy_mean": base["val_accuracy"]["mean"],
-                             "test_accuracy_mean": base["test_accuracy"]["mean"]}
+                             "test_accuracy_mean": base["test_accuracy"]["mean"],
+                             "tied_with": [c["method"] for c in ties_with(base, bases)]}
         if gan and base:
             comp = by_id[_key(gan) + (base["method"],)]
             h["comparison"] = {k: comp[k] for k in ("n", "seeds", "mean_diff_pp", "ci_low_pp", "ci_high_pp",

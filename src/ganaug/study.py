@@ -28,7 +28,7 @@ TASKS_DIR = "tasks"
 INTERIM_DIR = "interim"  # `ganaug study --interim` writes its tables and report here
 SUMMARY_COLUMNS = ("study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
                    "filter", "mode", "test_accuracy", "test_f1", "test_precision", "test_recall",
-                   "val_accuracy", "n_real", "n_synthetic", "filter_kept", "seconds", "run_dir",
+                   "val_accuracy", "n_real", "n_val", "n_synthetic", "filter_kept", "seconds", "run_dir",
                    "generator_run_dir")
 GENERATOR_COLUMNS = ("study", "dataset", "fraction", "seed", "generator", "fd_domain", "kid_domain",
                      "precision_k3", "recall_k3", "density", "coverage", "gan_test_accuracy",
@@ -295,6 +295,7 @@ def table_rows(cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], ou
         summary.append({
             **ids, **{f"test_{k}": m["test"][k] for k in ("accuracy", "f1", "precision", "recall")},
             "val_accuracy": m["val"]["accuracy"], "n_real": r["counts"]["train"],
+            "n_val": r["counts"]["val"],
             "n_synthetic": r["counts"]["synthetic"],
             "filter_kept": synthetic.get("acceptance_rate", "") if v["filter"] else "",
             "seconds": m["seconds"], "run_dir": _relative(r["run_dir"], out),
