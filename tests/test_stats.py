@@ -249,3 +249,20 @@ def test_tied_selections_and_coarse_validation_are_reported(tmp_path):
     assert "60 images at 1%, so validation accuracy moves in steps of 1.7 pp" in " ".join(items)
     assert ("Tie at 1%: the baseline (real) had the same mean validation accuracy as classical; "
             "ties go to the first in table order.") in items
+
+
+def test_the_levers_sentence_names_significant_changes_and_the_largest():
+    def lever(kind, old, new, diff, holm, variant="acgan, ratio 1, mix", n=5):
+        return {"lever": kind, "from": old, "to": new, "variant": variant, "fraction": 0.05, "n": n,
+                "mean_diff_pp": diff, "ci_low_pp": diff - 1, "ci_high_pp": diff + 1, "t_p_holm": holm}
+    levers = [lever("filter", 0.0, 0.9, -0.4, 1.0, "acgan, ratio 1, filter 0.9, mix"),
+              lever("classical", "gan", "gan+classical", 2.5, 0.01, "acgan + classical, ratio 1, mix"),
+              lever("ratio", 1.0, 2.0, -3.0, 0.2, "acgan, ratio 2, mix"),
+              lever("mode", "mix", "pretrain", 9.0, None, n=1)]  # one seed: not counted
+    assert wording.levers_sentence(levers, 0.05) == (
+        "1 of 3 lever changes moved test accuracy significantly: classical without → with classical "
+        "(acgan + classical, ratio 1, mix, 5%) +2.50 pp. The largest in size: ratio 1 → 2 (acgan, ratio 2, "
+        "mix, 5%), -3.00 pp (95% CI -4.00 to -2.00, Holm p = 0.20).")
+    assert wording.levers_sentence(levers[:1], 0.05).startswith(
+        "None of the 1 lever changes moved test accuracy significantly. The largest in size: filter none → 0.9")
+    assert wording.levers_sentence([], 0.05) == "No lever was measured on two or more seeds."

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from . import plots
 from .runs import atomic_write_text
 from .stats import ALPHA, CONFIDENCE, GAN_METHODS, GENERATOR_METRICS
-from .wording import describe_variant, format_fraction, format_p
+from .wording import describe_variant, format_fraction, format_p, lever_change, levers_sentence
 
 PLOTS = (("accuracy_vs_fraction", plots.study_accuracy_vs_fraction,
           "Test accuracy against the fraction of real training data (log scale): mean and 95% CI "
@@ -121,6 +121,7 @@ def build_blocks(study_dir: Path, stats: dict, figures: dict[str, Path]) -> list
                    ("p", "What each option did on its own: a GAN variant against the same variant with that "
                          "one option set back to the main recipe, paired by seed. Against a fixed baseline "
                          "the gap moves by exactly this difference. Holm correction across the levers."),
+                   ("p", levers_sentence(stats["levers"], ALPHA)),
                    lever_table(stats["levers"])]
     if stats["generators"]:
         blocks += [("h2", "Generator metrics"), generator_table(stats["generators"])]
@@ -166,21 +167,11 @@ def comparison_table(comps: list[dict]) -> tuple:
     return ("table", header, rows)
 
 
-def _lever_value(lever: str, value) -> str:
-    if lever == "classical":
-        return "with classical" if value == "gan+classical" else "without"
-    if lever == "filter":
-        return f"{value:g}" if value else "none"
-    if lever == "mode":
-        return "pretrain then fine-tune" if value == "pretrain" else value
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def lever_table(levers: list[dict]) -> tuple:
     header = ["dataset", "arch", "fraction", "lever", "change", "variant", "versus", "seeds",
               "difference (pp)", "95% CI (pp)", "p (t)", "Holm p (t)", "d_z"]
     rows = [[e["dataset"], e["arch"], format_fraction(e["fraction"]), e["lever"],
-             f"{_lever_value(e['lever'], e['from'])} → {_lever_value(e['lever'], e['to'])}",
+             lever_change(e),
              e["variant"], e["versus"], str(e["n"]), pp(e["mean_diff_pp"]), pp_ci(e),
              format_p(e["t_p"]), format_p(e["t_p_holm"]), num(e["cohen_dz"])] for e in levers]
     return ("table", header, rows)

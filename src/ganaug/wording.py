@@ -72,3 +72,37 @@ def headline_sentence(h: dict, alpha: float, qualify: bool = False) -> str:
     after = " after correction for multiple comparisons" if c["t_p"] < alpha else ""
     return (f"{where}, {gan} made no significant change to test accuracy versus {vs}{after}: "
             f"{format_signed(diff)} pp ({evidence}).")
+
+
+def _lever_value(lever: str, value) -> str:
+    if lever == "classical":
+        return "with classical" if value == "gan+classical" else "without"
+    if lever == "filter":
+        return f"{value:g}" if value else "none"
+    if lever == "mode":
+        return "pretrain then fine-tune" if value == "pretrain" else value
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def lever_change(e: dict) -> str:
+    """A lever of stats.json's levers as "from → to", e.g. "none → 0.9" for a confidence filter."""
+    return f"{_lever_value(e['lever'], e['from'])} → {_lever_value(e['lever'], e['to'])}"
+
+
+def levers_sentence(levers: list[dict], alpha: float) -> str:
+    """One sentence over stats.json's levers: which changed test accuracy significantly (Holm p <
+    ``alpha``), else none, and the largest effect either way."""
+    tested = [e for e in levers if e["mean_diff_pp"] is not None and e["n"] >= 2]
+    if not tested:
+        return "No lever was measured on two or more seeds."
+
+    def named(e):
+        return f"{e['lever']} {lever_change(e)} ({e['variant']}, {format_fraction(e['fraction'])})"
+    significant = [e for e in tested if e["t_p_holm"] is not None and e["t_p_holm"] < alpha]
+    top = max(tested, key=lambda e: abs(e["mean_diff_pp"]))
+    head = (f"{len(significant)} of {len(tested)} lever changes moved test accuracy significantly: "
+            + "; ".join(f"{named(e)} {format_signed(e['mean_diff_pp'], 2)} pp" for e in significant)
+            if significant else f"None of the {len(tested)} lever changes moved test accuracy significantly")
+    return (f"{head}. The largest in size: {named(top)}, {format_signed(top['mean_diff_pp'], 2)} pp "
+            f"(95% CI {format_number(top['ci_low_pp'], 2)} to {format_number(top['ci_high_pp'], 2)}, "
+            f"{p_clause('Holm p', top['t_p_holm'])}).")
