@@ -135,6 +135,15 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
     return adjusted
 
 
+def with_holm(tests: list[dict]) -> list[dict]:
+    """``tests`` with Holm-adjusted p-values added (``t_p_holm``, ``wilcoxon_p_holm``), one family
+    per test: the correction runs over these tests together and over nothing else."""
+    for family in ("t_p", "wilcoxon_p"):
+        for t, p in zip(tests, holm([t[family] for t in tests])):
+            t[f"{family}_holm"] = p
+    return tests
+
+
 def _finite(x):
     x = float(x)
     return x if math.isfinite(x) else None
@@ -209,10 +218,7 @@ def compare_cells(index: dict[tuple, dict[int, dict]], cells: list[dict]) -> lis
             seeds, a, b = _paired_values(index, key, other, "test_accuracy")
             comparisons.append({**{k: cell[k] for k in CELL_KEYS}, "baseline": baseline,
                                 "seeds": seeds, **paired_test(a, b)})
-    for family in ("t_p", "wilcoxon_p"):
-        for c, p in zip(comparisons, holm([c[family] for c in comparisons])):
-            c[f"{family}_holm"] = p
-    return comparisons
+    return with_holm(comparisons)
 
 
 def _reference(gan_cells: list[dict]) -> dict:
@@ -250,10 +256,7 @@ def lever_effects(index: dict[tuple, dict[int, dict]], cells: list[dict]) -> lis
                                 "variant": describe_variant(cell), "versus": describe_variant(other),
                                 "seeds": seeds, **paired_test(a, b)})
         effects += sorted(found, key=lambda e: (LEVER_ORDER.index(e["lever"]), e["variant"]))
-    for family in ("t_p", "wilcoxon_p"):
-        for e, p in zip(effects, holm([e[family] for e in effects])):
-            e[f"{family}_holm"] = p
-    return effects
+    return with_holm(effects)
 
 
 def per_class_change(per_class_rows: list[dict], key: tuple, other: tuple) -> list[dict]:

@@ -22,7 +22,7 @@ from .runs import (INCOMPLETE_MARKER, allocate_run, atomic_write_json, atomic_wr
                    versions)
 from .study_config import (StudyConfig, Variant, approx_train_size, classifier_config, generator_config,
                            study_config_from_dict)
-from .study_time import calibrate, estimate_seconds, format_duration
+from .study_time import calibrated_estimates, estimate_seconds, format_duration
 
 TASKS_DIR = "tasks"
 INTERIM_DIR = "interim"  # `ganaug study --interim` writes its tables and report here
@@ -123,12 +123,21 @@ def missing_generators(tasks: list[dict], done: dict[str, dict]) -> list[str]:
             and finished_generator_run(done[tid]["run_dir"]) is None]
 
 
-def latest_incomplete(out: Path, purpose: str = "to resume; start one without --resume") -> Path:
+def latest_incomplete(out: Path, purpose: str) -> Path:
     root = out / "results" / "studies"
     candidates = [p for p in root.glob("* Run *") if (p / INCOMPLETE_MARKER).exists()] if root.is_dir() else []
     if not candidates:
         raise UserError(f"no unfinished study under {root} {purpose}")
     return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def open_study(out: Path, study: str | bool, purpose: str) -> tuple[Path, dict]:
+    """An existing study's folder (``True``: the latest unfinished one under ``out``) and its
+    saved config.json."""
+    study_dir = latest_incomplete(out, purpose) if study is True else Path(study)
+    if not (study_dir / "config.json").is_file():
+        raise UserError(f"{study_dir} is not a study folder")
+    return study_dir, read_json(study_dir / "config.json")
 
 
 def plan_study(cfg: StudyConfig, executor: str = "local", say=print, workers: int | None = None) -> float:
@@ -166,10 +175,7 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
     check_executor(executor, ray_address)
     out = Path(out)
     if resume:
-        study_dir = latest_incomplete(out) if resume is True else Path(resume)
-        if not (study_dir / "config.json").is_file():
-            raise UserError(f"{study_dir} is not a study folder")
-        saved = read_json(study_dir / "config.json")
+        study_dir, saved = open_study(out, resume, "to resume; start one without --resume")
         cfg = study_config_from_dict(saved["study"])
         data_dir = saved["data_dir"]
     if workers:
@@ -192,7 +198,7 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
         say(f"{len(stale)} finished generator(s) have lost their run folder and will be trained again: "
             f"{', '.join(stale)}")
     todo = [t for t in tasks if t["id"] not in done]
-    estimates = calibrate({t["id"]: estimate_seconds(cfg, t) for t in tasks}, tasks, done)
+    estimates = calibrated_estimates(cfg, tasks, done)
     ex = make_executor(executor, cfg.workers, cfg.threads_per_task, ray_address) if todo else None
     workers = ex.workers if ex else 1
     remaining = sum(estimates[t["id"]] for t in todo)
@@ -315,18 +321,16 @@ def finish_study(study_dir: Path, cfg: StudyConfig, tasks: list[dict], results: 
 def interim_report(out: str | Path, study: str | bool, say=print) -> Path:
     """The report of the tasks a study has finished so far, in ``<study>/interim/``; runs nothing
     and reads only the task records, so it is safe while the study runs (or when it is paused)."""
-    study_dir = latest_incomplete(Path(out), "to report on; give its folder") if study is True else Path(study)
-    if not (study_dir / "config.json").is_file():
-        raise UserError(f"{study_dir} is not a study folder")
-    if not (study_dir / INCOMPLETE_MARKER).exists():
-        raise UserError(f"{study_dir.name} has finished; its report is {study_dir / 'report.html'}")
-    cfg = study_config_from_dict(read_json(study_dir / "config.json")["study"])
-    tasks = expand(cfg)
-    results = finished_results(study_dir, tasks)
     from .executors import default_workers
 
+    study_dir, saved = open_study(Path(out), study, "to report on; give its folder")
+    if not (study_dir / INCOMPLETE_MARKER).exists():
+        raise UserError(f"{study_dir.name} has finished; its report is {study_dir / 'report.html'}")
+    cfg = study_config_from_dict(saved["study"])
+    tasks = expand(cfg)
+    results = finished_results(study_dir, tasks)
     workers = default_workers(cfg.workers, cfg.threads_per_task)
-    estimates = calibrate({t["id"]: estimate_seconds(cfg, t) for t in tasks}, tasks, results)
+    estimates = calibrated_estimates(cfg, tasks, results)
     left = sum(estimates[t["id"]] for t in tasks if t["id"] not in results) / workers
     say(f"study {study_dir.name}: {len(results)} of {len(tasks)} tasks finished; about "
         f"{format_duration(left)} left on {workers} worker(s) (scaled by the finished tasks' times)")

@@ -52,6 +52,11 @@ def calibrate(estimates: dict[str, float], tasks: list[dict], done: dict[str, di
     return out
 
 
+def calibrated_estimates(cfg: StudyConfig, tasks: list[dict], done: dict[str, dict]) -> dict[str, float]:
+    """Every task's estimate, scaled by the finished tasks' real times (``calibrate``)."""
+    return calibrate({t["id"]: estimate_seconds(cfg, t) for t in tasks}, tasks, done)
+
+
 def format_duration(seconds: float) -> str:
     minutes = math.ceil(seconds / 60)
     return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
