@@ -1,4 +1,4 @@
-"""ganaug.stats against scipy and hand computations, on small hand-made (fabricated) paired data."""
+"""ganaug.significance and ganaug.stats against scipy and hand computations, on small hand-made (fabricated) paired data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ganaug import stats, wording
+from ganaug import significance, stats, wording
 from ganaug.errors import UserError
 
 SUMMARY_COLUMNS = ["study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
@@ -47,7 +47,7 @@ def write_summary(folder, rows):
 def test_paired_test_matches_scipy():
     a = [0.812, 0.797, 0.805, 0.821, 0.790, 0.808]
     b = [0.801, 0.799, 0.791, 0.806, 0.785, 0.800]
-    got = no_warnings(stats.paired_test, a, b)
+    got = no_warnings(significance.paired_test, a, b)
     d = np.subtract(a, b)
     assert got["n"] == 6
     assert got["mean_diff_pp"] == pytest.approx(100 * d.mean())
@@ -58,13 +58,13 @@ def test_paired_test_matches_scipy():
 
 def test_confidence_interval_by_hand():
     # differences 1, 2, 3, 4 pp: mean 2.5, sd sqrt(5/3), t(0.975, df 3) = 3.182446 from the table.
-    got = stats.paired_test([0.51, 0.52, 0.53, 0.54], [0.50, 0.50, 0.50, 0.50])
+    got = significance.paired_test([0.51, 0.52, 0.53, 0.54], [0.50, 0.50, 0.50, 0.50])
     half = 3.182446 * math.sqrt(5 / 3) / 2
     assert got["mean_diff_pp"] == pytest.approx(2.5)
     assert got["ci_low_pp"] == pytest.approx(2.5 - half, abs=1e-5)
     assert got["ci_high_pp"] == pytest.approx(2.5 + half, abs=1e-5)
     assert got["cohen_dz"] == pytest.approx(2.5 / math.sqrt(5 / 3))
-    cell = stats.mean_ci([0.2, 0.4])  # mean 0.3, sd sqrt(0.02), t(0.975, df 1) = 12.7062
+    cell = significance.mean_ci([0.2, 0.4])  # mean 0.3, sd sqrt(0.02), t(0.975, df 1) = 12.7062
     assert cell["std"] == pytest.approx(math.sqrt(0.02))
     assert cell["ci_high"] == pytest.approx(0.3 + 12.7062 * math.sqrt(0.02) / math.sqrt(2), abs=1e-4)
 
@@ -72,29 +72,29 @@ def test_confidence_interval_by_hand():
 def test_holm_textbook_example():
     # Wikipedia's example (H1..H4): sorted p 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1
     # = 0.02, 0.03, 0.06, 0.04; step-down keeps them monotone, so H2 gets 0.06, not 0.04.
-    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert significance.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     # untested comparisons (None) neither count towards m nor get a p-value
-    assert stats.holm([None, 0.01, 0.6, 0.4]) == [None, pytest.approx(0.03), pytest.approx(0.8),
+    assert significance.holm([None, 0.01, 0.6, 0.4]) == [None, pytest.approx(0.03), pytest.approx(0.8),
                                                   pytest.approx(0.8)]
-    assert stats.holm([0.6, 0.7]) == [1.0, 1.0]  # capped at 1
-    assert stats.holm([]) == []
+    assert significance.holm([0.6, 0.7]) == [1.0, 1.0]  # capped at 1
+    assert significance.holm([]) == []
 
 
 @pytest.mark.parametrize("a, b", [([0.8], [0.7]), ([], [])])
 def test_fewer_than_two_pairs_are_not_tested(a, b):
-    got = no_warnings(stats.paired_test, a, b)
+    got = no_warnings(significance.paired_test, a, b)
     assert got["t_p"] is None and got["wilcoxon_p"] is None and got["ci_low_pp"] is None
     assert got["n"] == len(a)
 
 
 def test_all_zero_differences_mean_no_evidence():
-    got = no_warnings(stats.paired_test, [0.8, 0.7, 0.9], [0.8, 0.7, 0.9])
+    got = no_warnings(significance.paired_test, [0.8, 0.7, 0.9], [0.8, 0.7, 0.9])
     assert (got["t_p"], got["wilcoxon_p"], got["mean_diff_pp"], got["cohen_dz"]) == (1.0, 1.0, 0.0, 0.0)
 
 
 def test_identical_nonzero_differences_leave_only_wilcoxon():
     # 0.81 - 0.80 and 0.91 - 0.90 differ in floating point; they must count as the same 1 pp.
-    got = no_warnings(stats.paired_test, [0.81, 0.91, 0.71], [0.80, 0.90, 0.70])
+    got = no_warnings(significance.paired_test, [0.81, 0.91, 0.71], [0.80, 0.90, 0.70])
     assert got["t_p"] is None and got["cohen_dz"] is None
     assert got["mean_diff_pp"] == pytest.approx(1.0)
     assert got["wilcoxon_p"] == pytest.approx(2 / 2 ** 3)  # all signs agree: the exact minimum
@@ -102,7 +102,7 @@ def test_identical_nonzero_differences_leave_only_wilcoxon():
 
 def test_ties_and_zeros_match_scipy_without_warnings():
     a, b = [0.80, 0.81, 0.82, 0.80, 0.83], [0.80, 0.80, 0.81, 0.79, 0.81]  # one zero, tied |d|
-    got = no_warnings(stats.paired_test, a, b)
+    got = no_warnings(significance.paired_test, a, b)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = sps.wilcoxon(np.round(np.subtract(a, b) * 100, 9)).pvalue
@@ -153,7 +153,7 @@ def test_comparisons_are_paired_over_shared_seeds_with_holm_over_the_study(tmp_p
     b = [0.85, 0.852, 0.853]
     assert sngan["t_p"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
     tested = [c for c in result["comparisons"] if c["t_p"] is not None]
-    expected = stats.holm([c["t_p"] for c in tested])
+    expected = significance.holm([c["t_p"] for c in tested])
     assert [c["t_p_holm"] for c in tested] == pytest.approx(expected)
     assert len(tested) == 3  # the single-seed cell is listed but not tested
     one = comps[("gan", "other", "real")]
@@ -227,7 +227,7 @@ def test_each_lever_is_its_own_paired_change_from_the_main_recipe(tmp_path):
     assert tested == [filt]  # every other difference is the same on all seeds: only Wilcoxon applies
     assert filt["t_p_holm"] == pytest.approx(filt["t_p"])
     wilcoxon = [e["wilcoxon_p"] for e in levers]
-    assert [e["wilcoxon_p_holm"] for e in levers] == pytest.approx(stats.holm(wilcoxon))
+    assert [e["wilcoxon_p_holm"] for e in levers] == pytest.approx(significance.holm(wilcoxon))
 
 
 def test_tied_selections_and_coarse_validation_are_reported(tmp_path):
@@ -263,6 +263,10 @@ def test_the_levers_sentence_names_significant_changes_and_the_largest():
         "1 of 3 lever changes moved test accuracy significantly: classical without → with classical "
         "(acgan + classical, ratio 1, mix, 5%) +2.50 pp. The largest in size: ratio 1 → 2 (acgan, ratio 2, "
         "mix, 5%), -3.00 pp (95% CI -4.00 to -2.00, Holm p = 0.20).")
-    assert wording.levers_sentence(levers[:1], 0.05).startswith(
-        "None of the 1 lever changes moved test accuracy significantly. The largest in size: filter none → 0.9")
+    assert wording.levers_sentence(levers[:1], 0.05) == (
+        "The one lever change, filter none → 0.9 (acgan, ratio 1, filter 0.9, mix, 5%), did not move test "
+        "accuracy significantly: -0.40 pp (95% CI -1.40 to 0.60, Holm p = 1.00).")
+    assert wording.levers_sentence(levers[1:2], 0.05).startswith(
+        "The one lever change, classical without → with classical (acgan + classical, ratio 1, mix, 5%), moved "
+        "test accuracy significantly: +2.50 pp")
     assert wording.levers_sentence([], 0.05) == "No lever was measured on two or more seeds."

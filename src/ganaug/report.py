@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 from . import plots
 from .runs import atomic_write_text
-from .stats import ALPHA, CONFIDENCE, GAN_METHODS, GENERATOR_METRICS
+from .significance import CONFIDENCE
+from .stats import ALPHA, GAN_METHODS, GENERATOR_METRICS
 from .wording import describe_variant, format_fraction, format_p, lever_change, levers_sentence
 
 PLOTS = (("accuracy_vs_fraction", plots.study_accuracy_vs_fraction,

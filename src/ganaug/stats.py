@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sps
 
 from .errors import UserError
 from .runs import atomic_write_json
+from .significance import CONFIDENCE, finite, mean_ci, paired_test, with_holm
 from .wording import describe_variant, headline_sentence
 
 SCHEMA_VERSION = 1
-CONFIDENCE = 0.95
 ALPHA = 0.05  # significance threshold applied to Holm-adjusted p-values
-PP = 100.0  # fraction -> percentage points
 
 GROUP_KEYS = ("dataset", "arch", "fraction")
 VARIANT_KEYS = ("method", "generator", "ratio", "filter", "mode")
@@ -82,71 +79,6 @@ def index_by_cell(rows: list[dict]) -> dict[tuple, dict[int, dict]]:
     for row in rows:
         index.setdefault(cell_key(row), {})[int(row["seed"])] = row
     return dict(sorted(index.items(), key=lambda kv: _sort_key(kv[0])))
-
-
-# ---------------------------------------------------------------- primitives
-
-def mean_ci(values, confidence: float = CONFIDENCE) -> dict:
-    """n, mean, sample std (ddof=1) and the t-distribution CI of the mean; None where undefined."""
-    x = np.asarray([v for v in values if v is not None], dtype=float)
-    out = {"n": int(x.size), "mean": None, "std": None, "ci_low": None, "ci_high": None}
-    if x.size == 0:
-        return out
-    out["mean"] = float(x.mean())
-    if x.size >= 2:
-        std = float(x.std(ddof=1))
-        half = float(sps.t.ppf(0.5 + confidence / 2, x.size - 1)) * std / math.sqrt(x.size)
-        out.update(std=std, ci_low=out["mean"] - half, ci_high=out["mean"] + half)
-    return out
-
-
-def paired_test(treatment, baseline, confidence: float = CONFIDENCE) -> dict:
-    """Compare paired scores (fractions, same seed order): difference in pp, CI, t-test, Wilcoxon, d_z.
-
-    Undefined quantities are None: nothing is tested below 2 pairs; with identical non-zero
-    differences the t statistic and d_z are infinite, so only Wilcoxon is reported.
-    """
-    # Rounding removes float noise (0.81 - 0.80 != 0.91 - 0.90) that would fake a spread.
-    d = np.round((np.asarray(treatment, float) - np.asarray(baseline, float)) * PP, 9)
-    s = mean_ci(d, confidence)
-    result = {"n": s["n"], "mean_diff_pp": s["mean"], "ci_low_pp": s["ci_low"],
-              "ci_high_pp": s["ci_high"], "t_p": None, "wilcoxon_p": None, "cohen_dz": None}
-    if d.size < 2:
-        return result
-    if not d.any():
-        return {**result, "t_p": 1.0, "wilcoxon_p": 1.0, "cohen_dz": 0.0}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's notes on ties and tiny n
-        if s["std"] > 0:
-            result["t_p"] = _finite(sps.ttest_1samp(d, 0.0).pvalue)
-            result["cohen_dz"] = s["mean"] / s["std"]
-        result["wilcoxon_p"] = _finite(sps.wilcoxon(d).pvalue)
-    return result
-
-
-def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm step-down adjusted p-values; None entries are not tests and stay None."""
-    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
-    adjusted: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, (p, i) in enumerate(tested):
-        running = max(running, min(1.0, (len(tested) - rank) * p))  # keeps the order monotone
-        adjusted[i] = running
-    return adjusted
-
-
-def with_holm(tests: list[dict]) -> list[dict]:
-    """``tests`` with Holm-adjusted p-values added (``t_p_holm``, ``wilcoxon_p_holm``), one family
-    per test: the correction runs over these tests together and over nothing else."""
-    for family in ("t_p", "wilcoxon_p"):
-        for t, p in zip(tests, holm([t[family] for t in tests])):
-            t[f"{family}_holm"] = p
-    return tests
-
-
-def _finite(x):
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 # ---------------------------------------------------------------- study tables
@@ -395,5 +327,5 @@ def _json_ready(obj):
     if isinstance(obj, (int, np.integer)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        return _finite(obj)
+        return finite(obj)
     return obj

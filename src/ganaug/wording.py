@@ -100,9 +100,12 @@ def levers_sentence(levers: list[dict], alpha: float) -> str:
         return f"{e['lever']} {lever_change(e)} ({e['variant']}, {format_fraction(e['fraction'])})"
     significant = [e for e in tested if e["t_p_holm"] is not None and e["t_p_holm"] < alpha]
     top = max(tested, key=lambda e: abs(e["mean_diff_pp"]))
+    effect = (f"{format_signed(top['mean_diff_pp'], 2)} pp (95% CI {format_number(top['ci_low_pp'], 2)} to "
+              f"{format_number(top['ci_high_pp'], 2)}, {p_clause('Holm p', top['t_p_holm'])})")
+    if len(tested) == 1:
+        moved = "moved" if significant else "did not move"
+        return f"The one lever change, {named(top)}, {moved} test accuracy significantly: {effect}."
     head = (f"{len(significant)} of {len(tested)} lever changes moved test accuracy significantly: "
             + "; ".join(f"{named(e)} {format_signed(e['mean_diff_pp'], 2)} pp" for e in significant)
             if significant else f"None of the {len(tested)} lever changes moved test accuracy significantly")
-    return (f"{head}. The largest in size: {named(top)}, {format_signed(top['mean_diff_pp'], 2)} pp "
-            f"(95% CI {format_number(top['ci_low_pp'], 2)} to {format_number(top['ci_high_pp'], 2)}, "
-            f"{p_clause('Holm p', top['t_p_holm'])}).")
+    return f"{head}. The largest in size: {named(top)}, {effect}."
