@@ -157,6 +157,40 @@ def test_channels_last_gradients_keep_the_activation_layout_and_the_numbers(monk
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_a_deeper_generator_trains_saves_and_rebuilds_from_its_model_config(tmp_path):
+    """--g-depth adds 3x3 blocks to the convolutional generator; models/…/config.json records the
+    depth, so `ganaug export` and `generate` rebuild the same network, and its ONNX file agrees."""
+    from ganaug.data import get_dataset
+    from ganaug.export import export_generator, load_weights, onnx_max_abs_diff, save_weights
+    from ganaug.export_cmd import rebuild
+    from ganaug.fit import to_input
+    from ganaug.gan_config import generator_config
+    from ganaug.train_generator import build_state, generator_model_config, train_step
+
+    info = get_dataset("fashion-mnist")
+    data = prepare(DATA_DIR, "fashion-mnist", 0.01, 0, 0.1)
+    real, real_y = to_input(data.train_x[:32], False), data.train_y[:32]
+    shallow = build_state(generator_config("acgan", epochs=1, batch_size=32), info, torch.device("cpu"))
+    cfg = generator_config("acgan", epochs=1, batch_size=32, g_depth=2)
+    state = build_state(cfg, info, torch.device("cpu"))
+    extra = sum(p.numel() for p in state.g.parameters()) - sum(p.numel() for p in shallow.g.parameters())
+    assert extra == 2 * (128 * 128 * 9 + 64 * 64 * 9) + 2 * 2 * (128 + 64)  # convs + BatchNorm affine
+    for _ in range(2):
+        losses = train_step(state, GENERATORS["acgan"], cfg, real, real_y, 10, torch.device("cpu"), "fp32")
+        assert torch.isfinite(losses).all()
+    trained = state.sampler.eval()
+    model_config = generator_model_config(cfg, info)
+    assert model_config["g_depth"] == 2
+    save_weights(trained, tmp_path / "generator.safetensors")
+    rebuilt, shape = rebuild("generators", model_config, tmp_path / "config.json")
+    load_weights(rebuilt, tmp_path / "generator.safetensors").eval()
+    z, label = torch.randn(8, shape["z_dim"]), torch.arange(8)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(z, label), trained(z, label), atol=1e-6)
+    onnx = export_generator(rebuilt, tmp_path / "generator.onnx", shape["z_dim"])
+    assert onnx_max_abs_diff(rebuilt, onnx, {"z": z, "label": label}) < 1e-4
+
+
 @pytest.fixture(scope="module")
 def cgan_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
@@ -324,6 +358,8 @@ def test_diverging_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
     (["--arch", "acgan", "--aux-weight", "nan"], "--aux-weight"),
     (["--arch", "cdcgan", "--twin-weight", "1"], "--twin-weight needs a family with a class head"),
     (["--arch", "acgan", "--twin-weight", "-1"], "--twin-weight"),
+    (["--arch", "cgan", "--g-depth", "1"], "--g-depth needs a convolutional generator"),
+    (["--arch", "acgan", "--g-depth", "-1"], "--g-depth"),
     (["--resume", "/nonexistent/run"], "does not exist")])
 def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
     assert_user_error(ganaug("train-generator", *args, "--out", tmp_path, "--data-dir", DATA_DIR), fragment)

@@ -97,6 +97,8 @@ def build_parser() -> Parser:
     tg.add_argument("--batch-size", type=int, default=None)
     tg.add_argument("--lr-g", type=float, default=None, help="generator learning rate")
     tg.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate")
+    tg.add_argument("--g-depth", type=int, default=None, metavar="N",
+                    help="convolutional generators: extra 3x3 conv blocks at 7x7 and 14x14 (default 0)")
     tg.add_argument("--diffaugment", action=argparse.BooleanOptionalAction, default=None,
                     help="DiffAugment on real and fake batches (default on)")
     tg.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
@@ -223,7 +225,7 @@ def cmd_train_generator(args) -> None:
         cfg = generator_config(
             args.arch, dataset=args.dataset, fraction=args.fraction, seed=args.seed,
             epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
-            diffaugment=args.diffaugment, ema=args.ema, ema_decay=args.ema_decay,
+            g_depth=args.g_depth, diffaugment=args.diffaugment, ema=args.ema, ema_decay=args.ema_decay,
             mode_seeking=args.mode_seeking, aux_weight=args.aux_weight,
             aux_fake_weight=args.aux_fake_weight, twin_weight=args.twin_weight,
             precision=args.precision, device=args.device, plot_format=args.plot_format,

@@ -52,10 +52,10 @@ def rebuild(kind: str, config: dict, config_path: Path) -> tuple[nn.Module, dict
             model = CLASSIFIERS[config["arch"]](num_classes=config["num_classes"], mean=config["mean"],
                                                 std=config["std"], **config.get("model_kwargs", {}))
             return model, {}
-        from .models.generators import GENERATORS
+        from .models.generators import build_generator
 
-        model = GENERATORS[config["arch"]].make_g(config["num_classes"], config["z_dim"],
-                                                  config["g_width"])
+        model = build_generator(config["arch"], config["num_classes"], config["z_dim"], config["g_width"],
+                                config.get("g_depth", 0))
         return model, {"z_dim": int(config["z_dim"]), "num_classes": int(config["num_classes"])}
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{config_path} does not describe a {kind[:-1]} ganaug can rebuild "

@@ -22,6 +22,7 @@ class GanOptim:
     beta2: float = 0.999
     z_dim: int = 64
     g_width: int = 64
+    g_depth: int = 0  # convolutional generators: extra 3x3 conv blocks at 7x7 and at 14x14
     d_width: int = 64
     d_dropout: float = 0.0
     aux_weight: float = 1.0  # ACGAN: weight of the class loss
@@ -53,6 +54,7 @@ class GanOptim:
         check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must be in [0, 1)")
         check(self.z_dim >= 1 and self.g_width >= 4 and self.d_width >= 4, "model sizes too small")
         check(0 <= self.d_dropout < 1, "d_dropout must be in [0, 1)")
+        check(self.g_depth >= 0, f"--g-depth must be 0 or more; got {self.g_depth}")
         check(math.isfinite(self.aux_weight) and self.aux_weight >= 0,
               f"--aux-weight must be a number >= 0; got {self.aux_weight}")
         check(0 <= self.aux_fake_weight <= 1,
@@ -119,6 +121,8 @@ class GeneratorConfig:
         check(self.collapse_patience >= 1, "collapse_patience must be at least 1")
         check(not self.optim.twin_weight or GENERATORS[self.arch].aux_classifier,
               f"--twin-weight needs a family with a class head (acgan); {self.arch} has none")
+        check(not self.optim.g_depth or self.arch != "cgan",
+              f"--g-depth needs a convolutional generator (cdcgan, acgan, sngan); {self.arch} is an MLP")
         check(self.metric_per_class >= 2 and self.cas_per_class >= 2,
               "metric_per_class and cas_per_class must be at least 2")
 

@@ -14,7 +14,7 @@ from .data import get_dataset
 from .errors import UserError
 from .export import load_weights
 from .gan_config import GeneratorConfig, generator_config_from_dict
-from .models.generators import GENERATORS
+from .models.generators import build_generator
 from .runs import INCOMPLETE_MARKER, Run, atomic_save, atomic_write_json, read_json, resolve_run
 
 
@@ -52,7 +52,7 @@ def load_generator(run_dir: str | Path) -> LoadedGenerator:
     except (KeyError, TypeError) as exc:
         raise UserError(f"{run.results / 'config.json'} is not a generator config ({exc})") from None
     info = get_dataset(cfg.dataset)
-    model = GENERATORS[cfg.arch].make_g(info.num_classes, cfg.optim.z_dim, cfg.optim.g_width)
+    model = build_generator(cfg.arch, info.num_classes, cfg.optim.z_dim, cfg.optim.g_width, cfg.optim.g_depth)
     load_weights(model, run.models / "generator.safetensors")
     return LoadedGenerator(run, cfg, config, model.eval())
 

@@ -24,7 +24,7 @@ from .data import DatasetInfo, prepare
 from .errors import UserError
 from .fit import to_input
 from .gan_config import GeneratorConfig, generator_config_from_dict
-from .models.generators import GENERATORS, Family
+from .models.generators import GENERATORS, Family, build_generator
 from .progress import progress_bar
 from .runs import INCOMPLETE_MARKER, Run, allocate_run, atomic_write_json, read_json, resolve_run, run_label, versions
 from .runtime import autocast, resolve_device, resolve_precision, seed_everything
@@ -96,7 +96,7 @@ def build_state(cfg: GeneratorConfig, info: DatasetInfo, device: torch.device) -
     generator = seed_everything(cfg.seed)
     o = cfg.optim
     family = GENERATORS[cfg.arch]
-    g = family.make_g(info.num_classes, o.z_dim, o.g_width).to(device)
+    g = build_generator(cfg.arch, info.num_classes, o.z_dim, o.g_width, o.g_depth).to(device)
     twin = {"twin": True} if o.twin_weight else {}
     d = family.make_d(info.num_classes, o.d_width, o.d_dropout, **twin).to(device)
     if o.channels_last:
@@ -272,6 +272,7 @@ def generator_model_config(cfg: GeneratorConfig, info: DatasetInfo) -> dict:
     return {"kind": "generator", "arch": cfg.arch, "architecture": GENERATORS[cfg.arch].name,
             "dataset": cfg.dataset, "class_names": list(info.class_names),
             "num_classes": info.num_classes, "z_dim": o.z_dim, "g_width": o.g_width,
+            "g_depth": o.g_depth,
             "weights": "ema" if o.ema else "generator",
             "onnx": {"inputs": {"z": ["N", o.z_dim], "label": ["N"]}, "output": "image",
                      "output_range": [0.0, 1.0]}}
