@@ -170,7 +170,7 @@ def test_a_deeper_generator_trains_saves_and_rebuilds_from_its_model_config(tmp_
     info = get_dataset("fashion-mnist")
     data = prepare(DATA_DIR, "fashion-mnist", 0.01, 0, 0.1)
     real, real_y = to_input(data.train_x[:32], False), data.train_y[:32]
-    shallow = build_state(generator_config("acgan", epochs=1, batch_size=32), info, torch.device("cpu"))
+    shallow = build_state(generator_config("acgan", epochs=1, batch_size=32, g_depth=0), info, torch.device("cpu"))
     cfg = generator_config("acgan", epochs=1, batch_size=32, g_depth=2)
     state = build_state(cfg, info, torch.device("cpu"))
     extra = sum(p.numel() for p in state.g.parameters()) - sum(p.numel() for p in shallow.g.parameters())

@@ -98,7 +98,8 @@ def build_parser() -> Parser:
     tg.add_argument("--lr-g", type=float, default=None, help="generator learning rate")
     tg.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate")
     tg.add_argument("--g-depth", type=int, default=None, metavar="N",
-                    help="convolutional generators: extra 3x3 conv blocks at 7x7 and 14x14 (default 0)")
+                    help="convolutional generators: extra 3x3 conv blocks at 7x7 and 14x14 "
+                         "(default 2 for acgan, 0 otherwise)")
     tg.add_argument("--diffaugment", action=argparse.BooleanOptionalAction, default=None,
                     help="DiffAugment on real and fake batches (default on)")
     tg.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
