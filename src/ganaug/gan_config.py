@@ -123,8 +123,9 @@ class GeneratorConfig:
         check(self.collapse_patience >= 1, "collapse_patience must be at least 1")
         check(not self.optim.twin_weight or GENERATORS[self.arch].aux_classifier,
               f"--twin-weight needs a family with a class head (acgan); {self.arch} has none")
-        check(not self.optim.g_depth or self.arch != "cgan",
-              f"--g-depth needs a convolutional generator (cdcgan, acgan, sngan); {self.arch} is an MLP")
+        deepens = tuple(name for name, family in GENERATORS.items() if family.deepens)
+        check(not self.optim.g_depth or self.arch in deepens,
+              f"--g-depth needs a convolutional generator ({', '.join(deepens)}); {self.arch} has none")
         check(self.metric_per_class >= 2 and self.cas_per_class >= 2,
               "metric_per_class and cas_per_class must be at least 2")
 

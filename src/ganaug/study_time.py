@@ -15,9 +15,10 @@ from .study_config import StudyConfig, Variant, approx_train_size, generator_con
 # Per-task overhead covers start-up, the final evaluation on 10,000 test images, the ONNX export
 # and the plots.
 CLASSIFIER_IMAGES_PER_SECOND = {"shallow": 20000, "deep": 9000, "cnn": 1250, "transfer": 150}
-# acgan's default G has two extra conv blocks (g_depth 2): 612 -> 431 images/s at full data, so its
-# rate is the earlier 500 scaled by that ratio.
-GENERATOR_IMAGES_PER_SECOND = {"cgan": 3000, "cdcgan": 500, "acgan": 350, "sngan": 450}
+GENERATOR_IMAGES_PER_SECOND = {"cgan": 3000, "cdcgan": 500, "acgan": 500, "sngan": 450}  # g_depth 0
+# Each extra generator block pair (g_depth) adds this share to a step's time: acgan at full data,
+# 612 images/s at depth 0 and 431 at depth 2 (1.42x the time per image).
+G_BLOCK_TIME_SHARE = 0.21
 TASK_OVERHEAD_SECONDS = {"classifier": 12, "generator": 10}
 
 
@@ -30,7 +31,8 @@ def estimate_seconds(cfg: StudyConfig, task: dict) -> float:
     if task["kind"] == "generator":
         gcfg = generator_config(cfg, task, n_real)
         images = total_epochs(gcfg, n_real) * steps_per_epoch(gcfg, n_real) * min(gcfg.optim.batch_size, n_real)
-        return TASK_OVERHEAD_SECONDS["generator"] + images / GENERATOR_IMAGES_PER_SECOND[task["family"]]
+        rate = GENERATOR_IMAGES_PER_SECOND[task["family"]] / (1 + G_BLOCK_TIME_SHARE * gcfg.optim.g_depth)
+        return TASK_OVERHEAD_SECONDS["generator"] + images / rate
     v = Variant(**task["variant"])
     optim = cfg.optim_for(task["arch"])
     n = n_real * (1 + (v.ratio if v.mode == "mix" else 0))

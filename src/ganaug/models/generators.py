@@ -192,8 +192,9 @@ class Family:
     name: str  # the <Architecture> part of run labels
     loss: str  # "bce" (non-saturating) or "hinge"
     aux_classifier: bool  # the discriminator also predicts the class (ACGAN)
-    make_g: Callable[..., nn.Module]  # (num_classes, z_dim, width[, depth=N for conv generators])
+    make_g: Callable[..., nn.Module]  # (num_classes, z_dim, width[, depth=N where deepens])
     make_d: Callable[..., nn.Module]  # (num_classes, width, dropout[, twin=True for aux heads])
+    deepens: bool = False  # make_g takes ``depth`` (ConvGenerator's extra 3x3 blocks)
 
 
 GENERATORS: dict[str, Family] = {
@@ -204,18 +205,19 @@ GENERATORS: dict[str, Family] = {
     "cdcgan": Family(
         "CDCGAN", "bce", False,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "concat", depth),
-        lambda nc, w, p: ConvDiscriminator(nc, w, "plane", "bn", dropout=p)),
+        lambda nc, w, p: ConvDiscriminator(nc, w, "plane", "bn", dropout=p), deepens=True),
     "acgan": Family(
         "ACGAN", "bce", True,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "concat", depth),
-        lambda nc, w, p, twin=False: ConvDiscriminator(nc, w, "aux", "bn", dropout=p, twin=twin)),
+        lambda nc, w, p, twin=False: ConvDiscriminator(nc, w, "aux", "bn", dropout=p, twin=twin),
+        deepens=True),
     "sngan": Family(
         "SNGAN", "hinge", False,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "cbn", depth),
-        lambda nc, w, p: ConvDiscriminator(nc, w, "projection", "sn", dropout=p)),
+        lambda nc, w, p: ConvDiscriminator(nc, w, "projection", "sn", dropout=p), deepens=True),
 }
 
 
 def build_generator(arch: str, num_classes: int, z_dim: int, width: int, depth: int = 0) -> nn.Module:
-    """Family ``arch``'s untrained generator; ``depth`` > 0 only for the convolutional families."""
+    """Family ``arch``'s untrained generator; ``depth`` > 0 only where the family ``deepens``."""
     return GENERATORS[arch].make_g(num_classes, z_dim, width, **({"depth": depth} if depth else {}))
