@@ -191,6 +191,33 @@ def test_a_deeper_generator_trains_saves_and_rebuilds_from_its_model_config(tmp_
     assert onnx_max_abs_diff(rebuilt, onnx, {"z": z, "label": label}) < 1e-4
 
 
+def test_the_minibatch_std_channel_lets_the_discriminator_tell_one_prototype_from_real_variety():
+    """--d-mbstd adds a channel holding the batch's spread: near zero for 32 copies of one real
+    image, clearly above zero for 32 different real images; the discriminator's heads grow by that
+    one 7x7 channel and a training step with a batch the group size does not divide stays finite."""
+    from ganaug.data import get_dataset
+    from ganaug.fit import to_input
+    from ganaug.gan_config import generator_config
+    from ganaug.models.layers import MinibatchStd
+    from ganaug.train_generator import build_state, train_step
+
+    data = prepare(DATA_DIR, "fashion-mnist", 0.01, 0, 0.1)
+    varied = to_input(data.train_x[:32], False)
+    prototype = varied[:1].expand(32, -1, -1, -1)
+    spread = {name: MinibatchStd(4)(x)[:, -1] for name, x in (("varied", varied), ("one", prototype))}
+    assert spread["one"].max() < 1e-3 and spread["varied"].min() > 0.1
+    info = get_dataset("fashion-mnist")
+    plain = build_state(generator_config("acgan", epochs=1, batch_size=30), info, torch.device("cpu"))
+    cfg = generator_config("acgan", epochs=1, batch_size=30, d_mbstd=4)
+    state = build_state(cfg, info, torch.device("cpu"))
+    extra = sum(p.numel() for p in state.d.parameters()) - sum(p.numel() for p in plain.d.parameters())
+    assert extra == 7 * 7 * (1 + 10)  # the adversarial head and the 10-class head
+    for _ in range(2):  # batch 30: groups of 3
+        losses = train_step(state, GENERATORS["acgan"], cfg, varied[:30], data.train_y[:30], 10,
+                            torch.device("cpu"), "fp32")
+        assert torch.isfinite(losses).all()
+
+
 @pytest.fixture(scope="module")
 def cgan_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
@@ -360,6 +387,8 @@ def test_diverging_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
     (["--arch", "acgan", "--twin-weight", "-1"], "--twin-weight"),
     (["--arch", "cgan", "--g-depth", "1"], "--g-depth needs a convolutional generator"),
     (["--arch", "acgan", "--g-depth", "-1"], "--g-depth"),
+    (["--arch", "cgan", "--d-mbstd", "4"], "--d-mbstd needs a convolutional discriminator"),
+    (["--arch", "acgan", "--d-mbstd", "-1"], "--d-mbstd"),
     (["--resume", "/nonexistent/run"], "does not exist")])
 def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
     assert_user_error(ganaug("train-generator", *args, "--out", tmp_path, "--data-dir", DATA_DIR), fragment)

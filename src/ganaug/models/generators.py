@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .layers import GradInInputLayout
+from .layers import GradInInputLayout, MinibatchStd
 
 IMAGE_PIXELS = 28 * 28
 
@@ -145,11 +145,12 @@ class ConvDiscriminator(nn.Module):
     "aux" (no label input; an auxiliary classifier head, ACGAN), "projection" (inner product of
     a class embedding with the features, Miyato & Koyama 2018). ``norm``: "bn" (DCGAN), "sn"
     (spectral norm on every layer) or "none". ``twin`` (with "aux"): the class head has twice the
-    classes as outputs, the class logits and then those of TAC-GAN's twin classifier.
+    classes as outputs, the class logits and then those of TAC-GAN's twin classifier. ``mbstd``:
+    group size of a minibatch standard-deviation channel added at 7x7 (0 = none).
     """
 
     def __init__(self, num_classes: int, width: int = 64, conditioning: str = "plane",
-                 norm: str = "bn", dropout: float = 0.0, twin: bool = False):
+                 norm: str = "bn", dropout: float = 0.0, twin: bool = False, mbstd: int = 0):
         super().__init__()
         wrap = spectral_norm if norm == "sn" else (lambda m: m)
         self.conditioning = conditioning
@@ -162,9 +163,11 @@ class ConvDiscriminator(nn.Module):
         layers.append(nn.LeakyReLU(0.2, inplace=True))
         if dropout:
             layers.append(nn.Dropout(dropout))
+        if mbstd:
+            layers.append(MinibatchStd(mbstd))
         # Flatten hands back an NCHW gradient; the layout shim keeps it in the activation's format
         self.features = nn.Sequential(*layers, GradInInputLayout(), nn.Flatten())
-        features = width * 2 * 7 * 7
+        features = (width * 2 + (1 if mbstd else 0)) * 7 * 7
         self.adv = wrap(nn.Linear(features, 1))
         self.aux = nn.Linear(features, num_classes * (2 if twin else 1)) if conditioning == "aux" else None
         self.embed = wrap(nn.Embedding(num_classes, features)) if conditioning == "projection" else None
@@ -192,9 +195,11 @@ class Family:
     name: str  # the <Architecture> part of run labels
     loss: str  # "bce" (non-saturating) or "hinge"
     aux_classifier: bool  # the discriminator also predicts the class (ACGAN)
-    make_g: Callable[..., nn.Module]  # (num_classes, z_dim, width[, depth=N where deepens])
-    make_d: Callable[..., nn.Module]  # (num_classes, width, dropout[, twin=True for aux heads])
-    deepens: bool = False  # make_g takes ``depth`` (ConvGenerator's extra 3x3 blocks)
+    make_g: Callable[..., nn.Module]  # (num_classes, z_dim, width[, depth=N where convolutional])
+    make_d: Callable[..., nn.Module]  # (num_classes, width, dropout[, twin=True, mbstd=N])
+    # make_g takes ``depth`` (ConvGenerator's extra 3x3 blocks) and make_d takes ``mbstd``
+    # (ConvDiscriminator's minibatch standard-deviation channel)
+    convolutional: bool = False
 
 
 GENERATORS: dict[str, Family] = {
@@ -205,19 +210,22 @@ GENERATORS: dict[str, Family] = {
     "cdcgan": Family(
         "CDCGAN", "bce", False,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "concat", depth),
-        lambda nc, w, p: ConvDiscriminator(nc, w, "plane", "bn", dropout=p), deepens=True),
+        lambda nc, w, p, mbstd=0: ConvDiscriminator(nc, w, "plane", "bn", dropout=p, mbstd=mbstd),
+        convolutional=True),
     "acgan": Family(
         "ACGAN", "bce", True,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "concat", depth),
-        lambda nc, w, p, twin=False: ConvDiscriminator(nc, w, "aux", "bn", dropout=p, twin=twin),
-        deepens=True),
+        lambda nc, w, p, twin=False, mbstd=0: ConvDiscriminator(nc, w, "aux", "bn", dropout=p,
+                                                                twin=twin, mbstd=mbstd),
+        convolutional=True),
     "sngan": Family(
         "SNGAN", "hinge", False,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "cbn", depth),
-        lambda nc, w, p: ConvDiscriminator(nc, w, "projection", "sn", dropout=p), deepens=True),
+        lambda nc, w, p, mbstd=0: ConvDiscriminator(nc, w, "projection", "sn", dropout=p, mbstd=mbstd),
+        convolutional=True),
 }
 
 
 def build_generator(arch: str, num_classes: int, z_dim: int, width: int, depth: int = 0) -> nn.Module:
-    """Family ``arch``'s untrained generator; ``depth`` > 0 only where the family ``deepens``."""
+    """Family ``arch``'s untrained generator; ``depth`` > 0 only where the family is ``convolutional``."""
     return GENERATORS[arch].make_g(num_classes, z_dim, width, **({"depth": depth} if depth else {}))

@@ -51,6 +51,27 @@ class GradInInputLayout(nn.Module):
         return _GradInInputLayout.apply(x) if self.training and x.requires_grad else x
 
 
+class MinibatchStd(nn.Module):
+    """Appends one channel holding the batch's standard deviation (ProGAN's minibatch standard
+    deviation, Karras et al. 2018): per group of ``group`` images, the std over the group of every
+    feature, averaged to one number and broadcast over the image. A discriminator that sees it can
+    tell a batch of near-identical fakes from a varied real batch, which pushes the generator toward
+    within-class diversity. A batch not divisible by ``group`` uses its largest divisor below it.
+    """
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = next(k for k in range(min(self.group, n), 0, -1) if n % k == 0)
+        y = x.float().reshape(g, n // g, c, h, w)
+        std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [n // g]
+        std = std.view(1, n // g, 1, 1, 1).expand(g, n // g, 1, h, w).reshape(n, 1, h, w)
+        return torch.cat([x, std.to(x.dtype)], dim=1)
+
+
 def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=True)]
