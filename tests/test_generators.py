@@ -218,6 +218,27 @@ def test_the_minibatch_std_channel_lets_the_discriminator_tell_one_prototype_fro
         assert torch.isfinite(losses).all()
 
 
+@pytest.mark.parametrize("arch, norm_params", [("acgan", 2), ("sngan", 1)])  # BatchNorm affine / conv bias
+def test_a_deeper_discriminator_adds_one_3x3_block_per_size_and_trains(arch, norm_params):
+    """--d-depth 1 adds a 3x3 convolution at 14x14 (64 channels) and at 7x7 (128), with BatchNorm
+    (or spectral norm and a bias for sngan); a training step on real images stays finite."""
+    from ganaug.data import get_dataset
+    from ganaug.fit import to_input
+    from ganaug.gan_config import generator_config
+    from ganaug.train_generator import build_state, train_step
+
+    info = get_dataset("fashion-mnist")
+    data = prepare(DATA_DIR, "fashion-mnist", 0.01, 0, 0.1)
+    plain = build_state(generator_config(arch, epochs=1, batch_size=32), info, torch.device("cpu"))
+    cfg = generator_config(arch, epochs=1, batch_size=32, d_depth=1)
+    state = build_state(cfg, info, torch.device("cpu"))
+    extra = sum(p.numel() for p in state.d.parameters()) - sum(p.numel() for p in plain.d.parameters())
+    assert extra == 64 * 64 * 9 + 128 * 128 * 9 + norm_params * (64 + 128)
+    losses = train_step(state, GENERATORS[arch], cfg, to_input(data.train_x[:32], False),
+                        data.train_y[:32], 10, torch.device("cpu"), "fp32")
+    assert torch.isfinite(losses).all()
+
+
 @pytest.fixture(scope="module")
 def cgan_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
@@ -389,6 +410,8 @@ def test_diverging_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
     (["--arch", "acgan", "--g-depth", "-1"], "--g-depth"),
     (["--arch", "cgan", "--d-mbstd", "4"], "--d-mbstd needs a convolutional discriminator"),
     (["--arch", "acgan", "--d-mbstd", "-1"], "--d-mbstd"),
+    (["--arch", "cgan", "--d-depth", "1"], "--d-depth needs a convolutional discriminator"),
+    (["--arch", "acgan", "--d-depth", "-2"], "--d-depth"),
     (["--resume", "/nonexistent/run"], "does not exist")])
 def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
     assert_user_error(ganaug("train-generator", *args, "--out", tmp_path, "--data-dir", DATA_DIR), fragment)

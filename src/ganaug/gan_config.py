@@ -28,6 +28,7 @@ class GanOptim:
     # convolutional families: group size of a minibatch standard-deviation channel in D (ProGAN;
     # 0 = off), so D can see a batch of near-identical fakes
     d_mbstd: int = 0
+    d_depth: int = 0  # convolutional families: extra 3x3 conv blocks in D at 14x14 and at 7x7
     aux_weight: float = 1.0  # ACGAN: weight of the class loss
     # ACGAN: share of the discriminator's class loss taken on fakes (1 = Odena et al.; 0 = the
     # class head learns from real images only, so it cannot reward G for easy "prototype" fakes)
@@ -58,6 +59,7 @@ class GanOptim:
         check(self.z_dim >= 1 and self.g_width >= 4 and self.d_width >= 4, "model sizes too small")
         check(0 <= self.d_dropout < 1, "d_dropout must be in [0, 1)")
         check(self.g_depth >= 0, f"--g-depth must be 0 or more; got {self.g_depth}")
+        check(self.d_depth >= 0, f"--d-depth must be 0 or more; got {self.d_depth}")
         check(self.d_mbstd >= 0, f"--d-mbstd must be 0 (off) or a group size >= 1; got {self.d_mbstd}")
         check(math.isfinite(self.aux_weight) and self.aux_weight >= 0,
               f"--aux-weight must be a number >= 0; got {self.aux_weight}")
@@ -130,9 +132,10 @@ class GeneratorConfig:
         convolutional = tuple(name for name, family in GENERATORS.items() if family.convolutional)
         check(not self.optim.g_depth or self.arch in convolutional,
               f"--g-depth needs a convolutional generator ({', '.join(convolutional)}); {self.arch} has none")
-        check(not self.optim.d_mbstd or self.arch in convolutional,
-              f"--d-mbstd needs a convolutional discriminator ({', '.join(convolutional)}); "
-              f"{self.arch} has none")
+        for option, value in (("--d-mbstd", self.optim.d_mbstd), ("--d-depth", self.optim.d_depth)):
+            check(not value or self.arch in convolutional,
+                  f"{option} needs a convolutional discriminator ({', '.join(convolutional)}); "
+                  f"{self.arch} has none")
         check(self.metric_per_class >= 2 and self.cas_per_class >= 2,
               "metric_per_class and cas_per_class must be at least 2")
 

@@ -45,7 +45,9 @@ def model_info(run: Run, cfg, config: dict, state, metrics: dict) -> str:
         f"Generator parameters: {count_parameters(state.g):,} (width {o.g_width}"
         + (f", {o.g_depth} extra 3x3 conv block(s) at 7x7 and at 14x14" if o.g_depth else "") + ")",
         f"Discriminator parameters: {count_parameters(state.d):,}"
-        + (f" (minibatch standard-deviation channel, groups of {o.d_mbstd})" if o.d_mbstd else ""),
+        + "".join(f" ({text})" for text in (
+            f"{o.d_depth} extra 3x3 conv block(s) at 14x14 and at 7x7" if o.d_depth else "",
+            f"minibatch standard-deviation channel, groups of {o.d_mbstd}" if o.d_mbstd else "") if text),
         f"Batch size: {o.batch_size}",
         f"Epochs: {state.epoch} ({state.step} steps; configured {o.epochs}, at least {o.min_steps} steps)",
         f"Optimizer: Adam, lr G {o.lr_g}, lr D {o.lr_d}, betas ({o.beta1}, {o.beta2})",

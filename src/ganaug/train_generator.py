@@ -97,7 +97,8 @@ def build_state(cfg: GeneratorConfig, info: DatasetInfo, device: torch.device) -
     o = cfg.optim
     family = GENERATORS[cfg.arch]
     g = build_generator(cfg.arch, info.num_classes, o.z_dim, o.g_width, o.g_depth).to(device)
-    extra = {**({"twin": True} if o.twin_weight else {}), **({"mbstd": o.d_mbstd} if o.d_mbstd else {})}
+    extra = {key: value for key, value in (("twin", bool(o.twin_weight)), ("mbstd", o.d_mbstd),
+                                           ("depth", o.d_depth)) if value}
     d = family.make_d(info.num_classes, o.d_width, o.d_dropout, **extra).to(device)
     if o.channels_last:
         g.to(memory_format=torch.channels_last)

@@ -146,21 +146,32 @@ class ConvDiscriminator(nn.Module):
     a class embedding with the features, Miyato & Koyama 2018). ``norm``: "bn" (DCGAN), "sn"
     (spectral norm on every layer) or "none". ``twin`` (with "aux"): the class head has twice the
     classes as outputs, the class logits and then those of TAC-GAN's twin classifier. ``mbstd``:
-    group size of a minibatch standard-deviation channel added at 7x7 (0 = none).
+    group size of a minibatch standard-deviation channel added at 7x7 (0 = none). ``depth``: that
+    many extra 3x3 convolution (+ norm) + LeakyReLU blocks at 14x14 and at 7x7.
     """
 
     def __init__(self, num_classes: int, width: int = 64, conditioning: str = "plane",
-                 norm: str = "bn", dropout: float = 0.0, twin: bool = False, mbstd: int = 0):
+                 norm: str = "bn", dropout: float = 0.0, twin: bool = False, mbstd: int = 0,
+                 depth: int = 0):
         super().__init__()
         wrap = spectral_norm if norm == "sn" else (lambda m: m)
         self.conditioning = conditioning
         self.plane = nn.Embedding(num_classes, IMAGE_PIXELS) if conditioning == "plane" else None
         c_in = 2 if conditioning == "plane" else 1
+
+        def block(c: int) -> list[nn.Module]:  # one extra 3x3 convolution at the current size
+            return [wrap(nn.Conv2d(c, c, 3, 1, 1, bias=norm != "bn")),
+                    *([nn.BatchNorm2d(c)] if norm == "bn" else []), nn.LeakyReLU(0.2, inplace=True)]
+
         layers: list[nn.Module] = [wrap(nn.Conv2d(c_in, width, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
+        for _ in range(depth):
+            layers += block(width)
         layers += [wrap(nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "bn"))]
         if norm == "bn":
             layers.append(nn.BatchNorm2d(width * 2))
         layers.append(nn.LeakyReLU(0.2, inplace=True))
+        for _ in range(depth):
+            layers += block(width * 2)
         if dropout:
             layers.append(nn.Dropout(dropout))
         if mbstd:
@@ -196,9 +207,9 @@ class Family:
     loss: str  # "bce" (non-saturating) or "hinge"
     aux_classifier: bool  # the discriminator also predicts the class (ACGAN)
     make_g: Callable[..., nn.Module]  # (num_classes, z_dim, width[, depth=N where convolutional])
-    make_d: Callable[..., nn.Module]  # (num_classes, width, dropout[, twin=True, mbstd=N])
-    # make_g takes ``depth`` (ConvGenerator's extra 3x3 blocks) and make_d takes ``mbstd``
-    # (ConvDiscriminator's minibatch standard-deviation channel)
+    make_d: Callable[..., nn.Module]  # (num_classes, width, dropout[, twin=True, mbstd=N, depth=N])
+    # make_g takes ``depth`` (ConvGenerator's extra 3x3 blocks) and make_d takes ``mbstd`` and
+    # ``depth`` (ConvDiscriminator's minibatch standard-deviation channel and extra blocks)
     convolutional: bool = False
 
 
@@ -210,18 +221,17 @@ GENERATORS: dict[str, Family] = {
     "cdcgan": Family(
         "CDCGAN", "bce", False,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "concat", depth),
-        lambda nc, w, p, mbstd=0: ConvDiscriminator(nc, w, "plane", "bn", dropout=p, mbstd=mbstd),
+        lambda nc, w, p, **conv: ConvDiscriminator(nc, w, "plane", "bn", dropout=p, **conv),
         convolutional=True),
     "acgan": Family(
         "ACGAN", "bce", True,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "concat", depth),
-        lambda nc, w, p, twin=False, mbstd=0: ConvDiscriminator(nc, w, "aux", "bn", dropout=p,
-                                                                twin=twin, mbstd=mbstd),
+        lambda nc, w, p, **conv: ConvDiscriminator(nc, w, "aux", "bn", dropout=p, **conv),
         convolutional=True),
     "sngan": Family(
         "SNGAN", "hinge", False,
         lambda nc, z, w, depth=0: ConvGenerator(nc, z, w, "cbn", depth),
-        lambda nc, w, p, mbstd=0: ConvDiscriminator(nc, w, "projection", "sn", dropout=p, mbstd=mbstd),
+        lambda nc, w, p, **conv: ConvDiscriminator(nc, w, "projection", "sn", dropout=p, **conv),
         convolutional=True),
 }
 
