@@ -229,7 +229,8 @@ def test_a_deeper_discriminator_adds_one_3x3_block_per_size_and_trains(arch, nor
 
     info = get_dataset("fashion-mnist")
     data = prepare(DATA_DIR, "fashion-mnist", 0.01, 0, 0.1)
-    plain = build_state(generator_config(arch, epochs=1, batch_size=32), info, torch.device("cpu"))
+    plain = build_state(generator_config(arch, epochs=1, batch_size=32, d_depth=0), info,
+                        torch.device("cpu"))
     cfg = generator_config(arch, epochs=1, batch_size=32, d_depth=1)
     state = build_state(cfg, info, torch.device("cpu"))
     extra = sum(p.numel() for p in state.d.parameters()) - sum(p.numel() for p in plain.d.parameters())

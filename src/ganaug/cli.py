@@ -104,7 +104,8 @@ def build_parser() -> Parser:
                     help="convolutional discriminators: a minibatch standard-deviation channel over "
                          "groups of GROUP images, so D sees a lack of diversity (0 = off)")
     tg.add_argument("--d-depth", type=int, default=None, metavar="N",
-                    help="convolutional discriminators: extra 3x3 conv blocks at 14x14 and 7x7")
+                    help="convolutional discriminators: extra 3x3 conv blocks at 14x14 and 7x7 "
+                         "(default 1 for acgan, 0 otherwise)")
     tg.add_argument("--diffaugment", action=argparse.BooleanOptionalAction, default=None,
                     help="DiffAugment on real and fake batches (default on)")
     tg.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,

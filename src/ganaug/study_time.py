@@ -15,10 +15,13 @@ from .study_config import StudyConfig, Variant, approx_train_size, generator_con
 # Per-task overhead covers start-up, the final evaluation on 10,000 test images, the ONNX export
 # and the plots.
 CLASSIFIER_IMAGES_PER_SECOND = {"shallow": 20000, "deep": 9000, "cnn": 1250, "transfer": 150}
-GENERATOR_IMAGES_PER_SECOND = {"cgan": 3000, "cdcgan": 500, "acgan": 500, "sngan": 450}  # g_depth 0
+GENERATOR_IMAGES_PER_SECOND = {"cgan": 3000, "cdcgan": 500, "acgan": 500, "sngan": 450}  # depth 0
 # Each extra generator block pair (g_depth) adds this share to a step's time: acgan at full data,
-# 612 images/s at depth 0 and 431 at depth 2 (1.42x the time per image).
+# 612 images/s at depth 0 and 431 at depth 2 (1.42x the time per image). Each extra discriminator
+# block pair (d_depth; D runs three times a step) adds D_BLOCK_TIME_SHARE: acgan at g_depth 2, two
+# runs side by side, 175 s per epoch at d_depth 1 against 115 at d_depth 0 (1.52x: 1.42 -> 2.16).
 G_BLOCK_TIME_SHARE = 0.21
+D_BLOCK_TIME_SHARE = 0.74
 TASK_OVERHEAD_SECONDS = {"classifier": 12, "generator": 10}
 
 
@@ -31,7 +34,9 @@ def estimate_seconds(cfg: StudyConfig, task: dict) -> float:
     if task["kind"] == "generator":
         gcfg = generator_config(cfg, task, n_real)
         images = total_epochs(gcfg, n_real) * steps_per_epoch(gcfg, n_real) * min(gcfg.optim.batch_size, n_real)
-        rate = GENERATOR_IMAGES_PER_SECOND[task["family"]] / (1 + G_BLOCK_TIME_SHARE * gcfg.optim.g_depth)
+        o = gcfg.optim
+        rate = GENERATOR_IMAGES_PER_SECOND[task["family"]] / (
+            1 + G_BLOCK_TIME_SHARE * o.g_depth + D_BLOCK_TIME_SHARE * o.d_depth)
         return TASK_OVERHEAD_SECONDS["generator"] + images / rate
     v = Variant(**task["variant"])
     optim = cfg.optim_for(task["arch"])
