@@ -277,6 +277,35 @@ def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_p
     assert again.returncode == 2 and "has finished; its report is" in again.stderr
 
 
+def test_lost_generators_and_filter_classifiers_are_retrained_and_their_failed_users_retried(tmp_path):
+    """A study carried without its run folders: a recorded generator or real-data classifier
+    whose saved model is gone is trained again when an open task needs it (a confidence filter
+    needs the real classifier of its cell), and a task that failed for want of it runs again;
+    inputs whose models are still there, and inputs no open task needs, are left alone."""
+    from dataclasses import replace
+
+    from ganaug.study import expand, lost_inputs
+    from ganaug.study_config import PRESETS
+
+    smoke = PRESETS["smoke"]
+    tasks = expand(replace(smoke, lever_filters=(0.9,), lever_fractions=smoke.fractions))
+    (filtered,) = [t for t in tasks if t["seed"] == 0 and t.get("variant", {}).get("filter")]
+    real, generator = filtered["deps"]["filter"], filtered["deps"]["generator"]
+    gone = str(tmp_path / "results" / "classifiers" / "CNNOriginalClassifier Run 9")
+    done = {t["id"]: {"id": t["id"], "run_dir": gone} for t in tasks if t["seed"] == 0}
+    assert lost_inputs(tasks, done) == ([], [])  # seed 0 finished: nothing open needs its inputs
+    done[filtered["id"]] = {"id": filtered["id"], "error": f"run folder {gone} does not exist"}
+    assert lost_inputs(tasks, done) == (sorted([generator, real]), [filtered["id"]])
+    kept = tmp_path / "results" / "classifiers" / "CNNOriginalClassifier Run 1"
+    kept.mkdir(parents=True)
+    (tmp_path / "models" / "classifiers" / kept.name).mkdir(parents=True)
+    (tmp_path / "models" / "classifiers" / kept.name / "model.safetensors").write_bytes(b"weights")
+    done[real]["run_dir"] = str(kept)
+    assert lost_inputs(tasks, done) == ([generator], [filtered["id"]])
+    (kept / "INCOMPLETE").write_text("this run has not finished\n")
+    assert lost_inputs(tasks, done) == (sorted([generator, real]), [filtered["id"]])
+
+
 @pytest.mark.slow
 def test_ray_executor_gives_the_same_numbers(smoke_study, tmp_path):
     _, reference, _ = smoke_study
