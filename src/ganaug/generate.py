@@ -15,7 +15,7 @@ from .errors import UserError
 from .export import load_weights
 from .gan_config import GeneratorConfig, generator_config_from_dict
 from .models.generators import build_generator
-from .runs import INCOMPLETE_MARKER, Run, atomic_save, atomic_write_json, read_json, resolve_run
+from .runs import Run, atomic_save, atomic_write_json, finished_run, read_json, resolve_run
 
 
 @dataclass
@@ -30,20 +30,9 @@ class LoadedGenerator:
         return self.cfg.optim.z_dim
 
 
-def finished_generator_run(run_dir: str | Path):
-    """The generator run at ``run_dir`` if it finished and its saved generator is there, else None."""
-    try:
-        run = resolve_run(run_dir, "generators")
-    except UserError:
-        return None
-    if (run.results / INCOMPLETE_MARKER).exists() or not (run.models / "generator.safetensors").exists():
-        return None
-    return run
-
-
 def load_generator(run_dir: str | Path) -> LoadedGenerator:
     run = resolve_run(run_dir, "generators")
-    if finished_generator_run(run_dir) is None:
+    if finished_run(run_dir, "generators") is None:
         raise UserError(f"generator run {run.results} has not finished; resume it with "
                         f"`ganaug train-generator --resume \"{run.results}\"`")
     config = read_json(run.results / "config.json")

@@ -175,6 +175,21 @@ def resolve_run(path: str | Path, kind: str) -> Run:
     return Run(out / "results" / kind / path.name, out / "models" / kind / path.name, path.name)
 
 
+# The weights file a finished run of each kind leaves in its models/ folder.
+SAVED_WEIGHTS = {"classifiers": "model.safetensors", "generators": "generator.safetensors"}
+
+
+def finished_run(run_dir: str | Path, kind: str) -> Run | None:
+    """The run at ``run_dir`` if it finished and its saved weights are there, else None."""
+    try:
+        run = resolve_run(run_dir, kind)
+    except UserError:
+        return None
+    if (run.results / INCOMPLETE_MARKER).exists() or not (run.models / SAVED_WEIGHTS[kind]).is_file():
+        return None
+    return run
+
+
 def versions() -> dict[str, str]:
     """Versions of what decides the numbers, stored with every run."""
     from importlib.metadata import PackageNotFoundError, version

@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import UserError
 from .progress import progress_bar
 from .runs import (INCOMPLETE_MARKER, allocate_run, atomic_write_json, atomic_write_text, read_json,
-                   resolve_run, versions)
+                   finished_run, versions)
 from .study_config import (StudyConfig, Variant, approx_train_size, classifier_config, generator_config,
                            study_config_from_dict)
 from .study_time import calibrated_estimates, estimate_seconds, format_duration
@@ -112,18 +112,6 @@ def finished_results(study_dir: Path, tasks: list[dict]) -> dict[str, dict]:
     return out
 
 
-def _saved_model_exists(kind: str, run_dir: str) -> bool:
-    from .generate import finished_generator_run
-
-    if kind == "generator":
-        return finished_generator_run(run_dir) is not None
-    try:
-        run = resolve_run(run_dir, "classifiers")
-    except UserError:
-        return False
-    return not (run.results / INCOMPLETE_MARKER).exists() and (run.models / "model.safetensors").is_file()
-
-
 def lost_inputs(tasks: list[dict], done: dict[str, dict]) -> tuple[list[str], list[str]]:
     """Recorded tasks whose saved model an unfinished (or failed) task still needs but which is
     gone — a generator, or the real-data classifier a confidence filter uses — e.g. a study folder
@@ -133,7 +121,7 @@ def lost_inputs(tasks: list[dict], done: dict[str, dict]) -> tuple[list[str], li
     open_tasks = [t for t in tasks if t["id"] not in done or "error" in done[t["id"]]]
     needed = {dep for t in open_tasks for dep in t["deps"].values()}
     lost = [tid for tid in sorted(needed) if tid in done and "error" not in done[tid]
-            and not _saved_model_exists(kinds[tid], done[tid]["run_dir"])]
+            and finished_run(done[tid]["run_dir"], kinds[tid] + "s") is None]
     retry = sorted(t["id"] for t in open_tasks if t["id"] in done and set(t["deps"].values()) & set(lost))
     return lost, retry
 
@@ -210,14 +198,12 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
         del done[tid]
         task_path(study_dir, tid).unlink()
     kind = {t["id"]: t["kind"] for t in tasks}
-    lost_generators = [tid for tid in lost if kind[tid] == "generator"]
-    if lost_generators:
-        say(f"{len(lost_generators)} finished generator(s) have lost their run folder and will be trained "
-            f"again: {', '.join(lost_generators)}")
-    if len(lost) > len(lost_generators):
-        say(f"{len(lost) - len(lost_generators)} finished classifier(s) that a confidence filter needs have "
-            f"lost their run folder and will be trained again: "
-            f"{', '.join(t for t in lost if t not in lost_generators)}")
+    for what, label in (("generator", "generator(s)"),
+                        ("classifier", "classifier(s) that a confidence filter needs")):
+        ids = [tid for tid in lost if kind[tid] == what]
+        if ids:
+            say(f"{len(ids)} finished {label} have lost their run folder and will be trained again: "
+                f"{', '.join(ids)}")
     if retry:
         say(f"{len(retry)} failed task(s) that needed them will run again: {', '.join(retry)}")
     todo = [t for t in tasks if t["id"] not in done]

@@ -228,8 +228,8 @@ PRESETS: dict[str, StudyConfig] = {
         name="quick", fractions=(0.01, 0.1), seeds=3, ratios=(1.0,), family="cgan",
         classifier={"epochs": 4, "min_steps": 150, "batch_size": 128},
         generator={"epochs": 4, "min_steps": 400, "batch_size": 256}),
-    # the study behind the README: estimated 13.1 h on this 2-core machine (printed before it starts;
-    # 12.0 h with the lean acgan generator the README's run used).
+    # the study behind the README: estimated 15.2 h on this 2-core machine with today's acgan
+    # (printed before it starts; 12.0 h with the lean acgan G and D the README's run used).
     # Classifier budget, measured (CNN, seed 0, test accuracy): classical augmentation needs the
     # family default of 1,500 steps to pay off (10% subset: 88.2% after 500 steps, 90.2% after
     # 1,500; real data alone 88.7% after 500), so every method keeps it — the baseline is tuned as
