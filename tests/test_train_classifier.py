@@ -255,3 +255,28 @@ def test_step_budget_raises_small_sets_and_caps_large_ones():
     assert epochs_for(OptimConfig(epochs=15, batch_size=256, lr=1e-3, weight_decay=0), 162000) == 15
     with pytest.raises(Exception, match="max_steps"):
         OptimConfig(epochs=1, batch_size=8, lr=1e-3, weight_decay=0, min_steps=100, max_steps=50)
+
+
+def test_weight_ema_is_what_is_validated_and_kept():
+    """With ema_decay the model left after fit is the moving average: not the raw weights of the
+    same run (EMA draws no random numbers, so both runs take the same steps), and its accuracy
+    on the validation images is the best one the history records."""
+    from ganaug.config import classifier_config
+    from ganaug.data import prepare
+    from ganaug.fit import build_classifier, fit, predict, scores
+
+    data = prepare(DATA_DIR, "fashion-mnist", 0.01, 0, 0.1)
+    kept = {}
+    for decay in (0.0, 0.9):
+        cfg = classifier_config("shallow", epochs=3, ema_decay=decay)
+        torch.manual_seed(0)
+        model = build_classifier("shallow", data.info)
+        result = fit(model, cfg.optim, data.train_x, data.train_y, data.val_x, data.val_y,
+                     device=torch.device("cpu"), precision="fp32",
+                     generator=torch.Generator().manual_seed(0))
+        val = scores(predict(model, data.val_x, torch.device("cpu")), data.val_y)
+        assert val["accuracy"] == max(result.history["val_accuracy"])
+        kept[decay] = model.state_dict()
+    assert not torch.equal(kept[0.0]["net.1.weight"], kept[0.9]["net.1.weight"])
+    with pytest.raises(Exception, match="ema_decay"):
+        classifier_config("shallow", ema_decay=1.0)

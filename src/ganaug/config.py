@@ -53,6 +53,9 @@ class OptimConfig:
     # (a compute-matched comparison; the standard study uses it at 100% of the data).
     max_steps: int = 0
     channels_last: bool = False
+    # 0 = off; else validate, select and keep an exponential moving average of the weights
+    # (and BatchNorm statistics) with this decay instead of the raw weights.
+    ema_decay: float = 0.0
 
     def __post_init__(self):
         check(self.epochs >= 1, f"--epochs must be at least 1; got {self.epochs}")
@@ -65,6 +68,8 @@ class OptimConfig:
         check(0 <= self.warmup_fraction < 1, "warmup_fraction must be in [0, 1)")
         check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         check(self.min_steps >= 0, "min_steps must be >= 0")
+        check(self.ema_decay == 0 or 0 < self.ema_decay < 1,
+              f"ema_decay must be 0 (off) or in (0, 1); got {self.ema_decay}")
         check(self.max_steps == 0 or self.max_steps >= self.min_steps,
               f"max_steps must be 0 (no cap) or at least min_steps; got {self.max_steps}")
 

@@ -22,7 +22,7 @@ from .config import ClassifierConfig, OptimConfig
 from .data import DatasetInfo
 from .models.classifiers import CLASSIFIERS
 from .progress import progress_bar
-from .runtime import autocast
+from .runtime import autocast, ema_model
 
 EVAL_BATCH = 1000  # inference batch; only memory depends on it
 MIN_BATCH = 2  # a trailing batch smaller than this is skipped (BatchNorm needs two images)
@@ -106,7 +106,9 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
         description: str = "train", logger=None) -> FitResult:
     """Train ``model`` in place and leave it at the epoch with the best validation accuracy.
 
-    Ties on validation accuracy go to the lower validation loss. Returns the per-epoch history.
+    Ties on validation accuracy go to the lower validation loss. With ``optim.ema_decay`` the
+    moving average of the weights is what is validated, selected and left in ``model``.
+    Returns the per-epoch history.
     """
     model.to(device)
     if optim.channels_last:
@@ -116,6 +118,8 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
     epochs = epochs_for(optim, n)
     steps_per_epoch = math.ceil(n / optim.batch_size)
     opt, sched = make_optimizer(model, optim, epochs * steps_per_epoch)
+    ema = ema_model(model, optim.ema_decay) if optim.ema_decay else None
+    evaluated = model if ema is None else ema.module
     result = FitResult(epochs=epochs)
     best_key, best_state = None, None
     start = time.perf_counter()
@@ -143,12 +147,14 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == y).sum()
             seen += len(idx)
             bar.update()
         train_seconds += time.perf_counter() - epoch_start
-        val = scores(predict(model, val_x, device, optim.channels_last), val_y)
+        val = scores(predict(evaluated, val_x, device, optim.channels_last), val_y)
         history = result.history
         history["train_loss"].append(float(loss_sum) / seen)
         history["train_accuracy"].append(float(correct) / seen)
@@ -157,7 +163,7 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
         key = (val["accuracy"], -val["loss"])
         if best_key is None or key > best_key:
             best_key, result.best_epoch = key, epoch + 1
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
         bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{history['train_loss'][-1]:.3f}",
                         acc=f"{history['train_accuracy'][-1]:.3f}", val_acc=f"{val['accuracy']:.3f}")
         if logger is not None:

@@ -27,7 +27,7 @@ from .gan_config import GeneratorConfig, generator_config_from_dict
 from .models.generators import GENERATORS, Family, build_generator
 from .progress import progress_bar
 from .runs import INCOMPLETE_MARKER, Run, allocate_run, atomic_write_json, read_json, resolve_run, run_label, versions
-from .runtime import autocast, resolve_device, resolve_precision, seed_everything
+from .runtime import autocast, ema_model, resolve_device, resolve_precision, seed_everything
 from .tblog import ScalarLogger
 
 
@@ -76,22 +76,6 @@ class GanState:
         self.history = ckpt["history"]
 
 
-def ema_update(decay: float):
-    """EMA with a warm-up of the decay, min(decay, (1 + n) / (10 + n)) after n updates: a fixed
-    0.999 would still weigh the untrained first weights by 0.999^n (43% after 840 steps), which
-    blurs the samples of short runs (small data)."""
-
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged) -> None:
-        if not torch.is_floating_point(averaged[0]):  # counters such as num_batches_tracked
-            torch._foreach_copy_(averaged, current)
-            return
-        n = int(n_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        torch._foreach_lerp_(averaged, current, 1 - d)
-
-    return update
-
-
 def build_state(cfg: GeneratorConfig, info: DatasetInfo, device: torch.device) -> GanState:
     generator = seed_everything(cfg.seed)
     o = cfg.optim
@@ -103,7 +87,7 @@ def build_state(cfg: GeneratorConfig, info: DatasetInfo, device: torch.device) -
     if o.channels_last:
         g.to(memory_format=torch.channels_last)
         d.to(memory_format=torch.channels_last)
-    ema = AveragedModel(g, multi_avg_fn=ema_update(o.ema_decay), use_buffers=True) if o.ema else None
+    ema = ema_model(g, o.ema_decay) if o.ema else None
     opt_g = torch.optim.Adam(g.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
     opt_d = torch.optim.Adam(d.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2))
     return GanState(g, d, ema, opt_g, opt_d, generator)
