@@ -62,7 +62,8 @@ def build_study(root: Path) -> Path:
                        "filter": filt, "mode": mode, "test_accuracy": round(acc, 4),
                        "test_f1": round(acc - 0.01, 4), "test_precision": round(acc, 4),
                        "test_recall": round(acc, 4), "val_accuracy": round(acc + rng.normal(0, 0.004), 4),
-                       "seconds": 12.5, "run_dir": f"results/classifiers/CNN Run {len(summary) + 1}",
+                       "seconds": 12.5, "precision": "bf16" if seed == 2 else "fp32",
+                       "run_dir": f"results/classifiers/CNN Run {len(summary) + 1}",
                        "generator_run_dir": str(gen_dir) if generator else ""}
                 summary.append(row)
                 per_class += [{**{k: row[k] for k in ID_COLUMNS}, "class": name,
@@ -91,6 +92,13 @@ def test_stats_json_is_strict_json_and_matches(study):
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in stats.json")) == stats
     assert [h["fraction"] for h in stats["headlines"]] == [0.01, 0.1]
     assert len(stats["cells"]) == 10 and stats["n_classifiers"] == 30
+
+
+def test_mixed_precision_is_counted_and_reported(study):
+    # a study resumed on a machine without native bf16 trains the rest in fp32 (precision auto)
+    folder, stats, _ = study
+    assert stats["precision"] == {"bf16": 10, "fp32": 20}
+    assert "Mixed numerics: 10 classifiers bf16, 20 classifiers fp32" in (folder / "report.md").read_text()
 
 
 def test_html_is_self_contained(study):

@@ -162,6 +162,7 @@ def test_smoke_study_writes_the_complete_study_folder(smoke_study):
         assert (run / "metrics.json").is_file() and not (run / "INCOMPLETE").exists()
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["test"]["accuracy"] == pytest.approx(float(r["test_accuracy"]))
+        assert r["precision"] == json.loads((run / "config.json").read_text())["precision_resolved"]
         if r["method"].startswith("gan"):
             assert int(r["n_synthetic"]) == int(r["n_real"])  # ratio 1
             assert (out / r["generator_run_dir"] / "samples.png").is_file()
@@ -173,6 +174,8 @@ def test_smoke_study_writes_the_complete_study_folder(smoke_study):
     assert len(gens) == cfg.seeds and all(float(g["fd_domain"]) > 0 for g in gens)
     stats = json.loads((folder / "stats.json").read_text())
     html = (folder / "report.html").read_text()
+    assert list(stats["precision"].values()) == [len(rows)]  # one machine: one precision, no caveat
+    assert "Mixed numerics" not in html
     sentence = stats["headlines"][0]["sentence"]
     assert sentence.startswith("At 0.5% of the data")
     assert sentence in html and sentence in (folder / "report.md").read_text()

@@ -275,6 +275,13 @@ def caveat_items(stats: dict, n_tests: int) -> list[str]:
                 items.append(f"Tie at {format_fraction(h['fraction'])}: the {name} ({label}) had the same "
                              f"mean validation accuracy as {', '.join(chosen['tied_with'])}; ties go to "
                              "the first in table order.")
+    precision = stats.get("precision") or {}
+    if len(precision) > 1:
+        items.append("Mixed numerics: " + ", ".join(f"{n} classifiers {k}" for k, n in precision.items())
+                     + " (with precision auto, a study resumed on another machine trains in that machine's "
+                     "precision: bf16 autocast only where the CPU has native bf16). A seed "
+                     "still draws the same real subset, but trains to slightly different weights under "
+                     "another precision, so the pairing is by data, not by bits.")
     short = [c for c in cells if c["n"] < max_n]
     if short:
         items.append(f"Missing runs: {len(short)} of {len(cells)} cells have fewer than {max_n} seeds "

@@ -302,8 +302,19 @@ def compute_stats(study_dir: str | Path) -> dict:
         "comparisons": comparisons,
         "levers": lever_effects(index, cells),
         "generators": summarize_generators(read_csv(study_dir / "generators.csv")),
+        "precision": _precision_counts(summary),
     }
     return _json_ready(result)
+
+
+def _precision_counts(rows: list[dict]) -> dict[str, int]:
+    """How many classifiers trained in each numeric precision (fp32, bf16 autocast); rows of a
+    study recorded before ganaug kept it count as "unrecorded"."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r.get("precision") or "unrecorded"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def write_stats(study_dir: str | Path, progress: dict | None = None) -> dict:

@@ -28,11 +28,11 @@ TASKS_DIR = "tasks"
 INTERIM_DIR = "interim"  # `ganaug study --interim` writes its tables and report here
 SUMMARY_COLUMNS = ("study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
                    "filter", "mode", "test_accuracy", "test_f1", "test_precision", "test_recall",
-                   "val_accuracy", "n_real", "n_val", "n_synthetic", "filter_kept", "seconds", "run_dir",
-                   "generator_run_dir")
+                   "val_accuracy", "n_real", "n_val", "n_synthetic", "filter_kept", "seconds", "precision",
+                   "run_dir", "generator_run_dir")
 GENERATOR_COLUMNS = ("study", "dataset", "fraction", "seed", "generator", "fd_domain", "kid_domain",
                      "precision_k3", "recall_k3", "density", "coverage", "gan_test_accuracy",
-                     "cas_accuracy", "seconds", "run_dir", "samples")
+                     "cas_accuracy", "seconds", "precision", "run_dir", "samples")
 
 
 # ---------------------------------------------------------------- the grid as tasks
@@ -83,8 +83,9 @@ def run_task(task: dict, context: dict) -> dict:
 
             gcfg = generator_config(cfg, task, approx_train_size(cfg, task["fraction"]))
             result = train_generator(gcfg, context["data_dir"], context["out"])
+            config = read_json(result.run.results / "config.json")
             return {"id": task["id"], "run_dir": str(result.run.results), "metrics": result.metrics,
-                    "seconds": time.perf_counter() - start}
+                    "precision": config["precision_resolved"], "seconds": time.perf_counter() - start}
         from .train_classifier import train_classifier
 
         ccfg = classifier_config(cfg, task, task.get("inputs", {}))
@@ -92,7 +93,7 @@ def run_task(task: dict, context: dict) -> dict:
         config = read_json(result.run.results / "config.json")
         return {"id": task["id"], "run_dir": str(result.run.results), "metrics": result.metrics,
                 "counts": config["counts"], "synthetic": config["synthetic"],
-                "seconds": time.perf_counter() - start}
+                "precision": config["precision_resolved"], "seconds": time.perf_counter() - start}
     except UserError as exc:
         return {"id": task["id"], "error": str(exc), "seconds": time.perf_counter() - start}
 
@@ -299,7 +300,8 @@ def table_rows(cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], ou
                 "study": cfg.name, "dataset": cfg.dataset, "fraction": task["fraction"],
                 "seed": task["seed"], "generator": task["family"],
                 **{k: m.get(k, "") for k in GENERATOR_COLUMNS[5:13]},
-                "seconds": round(m["seconds"], 1), "run_dir": _relative(r["run_dir"], out),
+                "seconds": round(m["seconds"], 1), "precision": r.get("precision", ""),
+                "run_dir": _relative(r["run_dir"], out),
                 "samples": str(Path(r["run_dir"]) / f"samples.{cfg.plot_format}")})
             continue
         v = task["variant"]
@@ -313,7 +315,8 @@ def table_rows(cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], ou
             "n_val": r["counts"]["val"],
             "n_synthetic": r["counts"]["synthetic"],
             "filter_kept": synthetic.get("acceptance_rate", "") if v["filter"] else "",
-            "seconds": m["seconds"], "run_dir": _relative(r["run_dir"], out),
+            "seconds": m["seconds"], "precision": r.get("precision", ""),
+            "run_dir": _relative(r["run_dir"], out),
             "generator_run_dir": _relative(task["inputs"]["generator"], out) if v["generator"] and task.get("inputs") else ""})
         per_class += [{**ids, "class": name, "f1": f1} for name, f1 in m["test_per_class_f1"].items()]
     return summary, per_class, generators, failures
