@@ -10,7 +10,8 @@ after the machine that ran it is gone::
     ganaug study --resume "OUT/results/studies/standard Run 1" --out OUT
 
 ``save`` drops each classifier's per-epoch histories (the report does not use it; it is still in
-the run folder's metrics.json) and keeps everything ``summary.csv`` and ``stats.json`` are made from.
+the run folder's metrics.json) and keeps everything ``summary.csv`` and ``stats.json`` are made from;
+a record without the precision its task trained in gets it from the run folder's config.json.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def save(study_dir: Path, dest: Path) -> int:
         metrics = record.get("metrics", {})
         for key in [k for k in metrics if k == "history" or k.endswith("_history")]:
             del metrics[key]  # per-epoch curves (also pretrain_history): in the run folder, unused here
+        if "precision" not in record and "run_dir" in record:
+            # a task recorded by a ganaug that did not keep its precision: its run folder, where it
+            # still exists, says which one it trained in
+            run_config = Path(record["run_dir"]) / "config.json"
+            if run_config.is_file():
+                record["precision"] = read_json(run_config).get("precision_resolved", "")
         atomic_write_json(dest / TASKS_DIR / path.name, record)
         count += 1
     return count

@@ -248,6 +248,18 @@ def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_p
     records = sorted((saved / "tasks").glob("*.json"))
     assert len(records) == len(list((reference / "tasks").glob("*.json")))
     assert all("history" not in json.loads(p.read_text()).get("metrics", {}) for p in records)
+    assert {json.loads(p.read_text())["precision"] for p in records} <= {"fp32", "bf16"}
+    # a record written before tasks kept their precision gets it from its run folder's config.json
+    legacy = tmp_path / "legacy" / "smoke Run 1"
+    (legacy / "tasks").mkdir(parents=True)
+    (legacy / "config.json").write_text((reference / "config.json").read_text())
+    record = json.loads(records[0].read_text())
+    ran_in = record.pop("precision")
+    (legacy / "tasks" / records[0].name).write_text(json.dumps(record))
+    proc = subprocess.run([sys.executable, script, "save", legacy, tmp_path / "legacy records"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "legacy records" / "tasks" / records[0].name).read_text())["precision"] == ran_in
     for path in saved.glob("tasks/cls-*-s1-gan-*.json"):
         path.unlink()
     proc = subprocess.run([sys.executable, script, "restore", saved, tmp_path / "elsewhere"],
