@@ -67,7 +67,7 @@ def build_parser() -> Parser:
     dl.add_argument("--mirror", default=None, help="base URL to fetch from instead of the official ones")
 
     tc = sub.add_parser("train-classifier", parents=[common], help="train one classifier")
-    tc.add_argument("--arch", required=True, help="shallow, deep, cnn or transfer")
+    tc.add_argument("--arch", default=None, help="shallow, deep, cnn or transfer")
     tc.add_argument("--dataset", default="fashion-mnist")
     tc.add_argument("--fraction", type=float, default=1.0, help="share of the real training data")
     tc.add_argument("--epochs", type=int, default=None)
@@ -85,6 +85,10 @@ def build_parser() -> Parser:
     tc.add_argument("--min-confidence", type=float, default=None)
     tc.add_argument("--pretrained", default=None, metavar="FILE",
                     help="transfer: torchvision-format ResNet-18 ImageNet weights")
+    tc.add_argument("--checkpoint-every", type=float, default=None, metavar="SECONDS",
+                    help="save a resumable checkpoint at most this often (default 60; 0 = every epoch)")
+    tc.add_argument("--resume", default=None, metavar="RUN_DIR",
+                    help="continue an interrupted run in its own folder (its saved settings)")
     plot_options(tc)
 
     tg = sub.add_parser("train-generator", parents=[common], help="train one conditional GAN")
@@ -200,8 +204,14 @@ def cmd_train_classifier(args) -> None:
     from dataclasses import replace
 
     from .config import TransferConfig, classifier_config
-    from .train_classifier import train_classifier
+    from .train_classifier import resume_classifier, train_classifier
 
+    if args.resume:
+        result = resume_classifier(args.resume)
+        report_classifier(result)
+        return
+    if not args.arch:
+        raise UserError("--arch is required (shallow, deep, cnn or transfer) unless --resume is given")
     cfg = classifier_config(
         args.arch, dataset=args.dataset, fraction=args.fraction, seed=args.seed,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -209,10 +219,14 @@ def cmd_train_classifier(args) -> None:
         synthetic_ratio=args.synthetic_ratio, synthetic_mode=args.synthetic_mode,
         synthetic_filter_from=args.filter_with, synthetic_min_confidence=args.min_confidence,
         precision=args.precision, device=args.device,
-        plot_format=args.plot_format, tensorboard=args.tensorboard)
+        plot_format=args.plot_format, tensorboard=args.tensorboard,
+        checkpoint_seconds=args.checkpoint_every)
     if args.pretrained:
         cfg = replace(cfg, transfer=replace(TransferConfig(), pretrained=args.pretrained))
-    result = train_classifier(cfg, args.data_dir, args.out)
+    report_classifier(train_classifier(cfg, args.data_dir, args.out))
+
+
+def report_classifier(result) -> None:
     m = result.metrics
     print(f"{result.run.name}: test accuracy {m['test']['accuracy']:.4f}, macro F1 "
           f"{m['test']['f1']:.4f}, {m['epochs']} epochs in {m['seconds']:.0f} s")
@@ -340,7 +354,7 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("error: interrupted; the unfinished run folder is marked INCOMPLETE "
-              "(generators and studies resume with --resume)", file=sys.stderr)
+              "(classifiers, generators and studies resume with --resume)", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
 

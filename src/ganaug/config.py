@@ -146,6 +146,9 @@ class ClassifierConfig:
     plot_format: str = "png"
     tensorboard: bool = False
     export_onnx: bool = True
+    # A resumable checkpoint at most this often (seconds; 0 = after every epoch) and after the
+    # last epoch; `train-classifier --resume` continues from it. Deleted when the run finishes.
+    checkpoint_seconds: float = 60.0
 
     def __post_init__(self):
         from .data import DATASETS
@@ -166,6 +169,8 @@ class ClassifierConfig:
         check_choice("--precision", self.precision, PRECISIONS)
         check_choice("--device", self.device, DEVICES)
         check_choice("--plot-format", self.plot_format, PLOT_FORMATS)
+        check(math.isfinite(self.checkpoint_seconds) and self.checkpoint_seconds >= 0,
+              f"--checkpoint-every must be a number of seconds >= 0; got {self.checkpoint_seconds}")
 
     @property
     def augmented(self) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from torch import nn
 
 from .augment import ClassicalAugment
+from .checkpoint import restore_rng, rng_state, save_checkpoint
 from .config import ClassifierConfig, OptimConfig
 from .data import DatasetInfo
 from .models.classifiers import CLASSIFIERS
@@ -99,15 +101,46 @@ class FitResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EpochCheckpoint:
+    """Where ``fit`` saves everything it needs to continue (weights, optimiser, schedule, EMA, best
+    epoch so far, history, RNG states) at the end of an epoch, and the state it continues from.
+
+    A save is written at most every ``every_seconds`` (0: after every epoch) and always after the
+    last epoch, so a run of many tiny epochs (a 1% subset) does not spend its time writing.
+    ``phase`` names which ``fit`` of the run this is (a pretrain-then-fine-tune run has two);
+    ``extra`` is stored alongside (the finished phases' results).
+    """
+
+    path: Path
+    every_seconds: float
+    phase: str
+    extra: dict = field(default_factory=dict)
+    resume: dict | None = None  # a loaded checkpoint of this phase
+    last_save: float = field(default_factory=time.monotonic)
+
+    def due(self, last_epoch: bool) -> bool:
+        return last_epoch or time.monotonic() - self.last_save >= self.every_seconds
+
+    def save(self, state: dict) -> None:
+        save_checkpoint(self.path, {**self.extra, **state, "phase": self.phase})
+        self.last_save = time.monotonic()
+
 
 def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: torch.Tensor,
         val_x: torch.Tensor, val_y: torch.Tensor, *, device: torch.device, precision: str,
         generator: torch.Generator, augment: ClassicalAugment | None = None,
-        description: str = "train", logger=None) -> FitResult:
+        description: str = "train", logger=None, checkpoint: EpochCheckpoint | None = None) -> FitResult:
     """Train ``model`` in place and leave it at the epoch with the best validation accuracy.
 
     Ties on validation accuracy go to the lower validation loss. With ``optim.ema_decay`` the
     moving average of the weights is what is validated, selected and left in ``model``.
+    With ``checkpoint`` the state is saved at epoch ends, and a run continued from
+    ``checkpoint.resume`` ends with the same weights as one that was never interrupted.
     Returns the per-epoch history.
     """
     model.to(device)
@@ -124,8 +157,22 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
     best_key, best_state = None, None
     start = time.perf_counter()
     train_seconds = 0.0
-    bar = progress_bar(total=epochs * steps_per_epoch, desc=description, unit="step")
-    for epoch in range(epochs):
+    first_epoch = 0
+    resume = checkpoint.resume if checkpoint is not None else None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(resume["ema"])
+        best_key, best_state = tuple(resume["best_key"]), resume["best_state"]
+        result.history, result.best_epoch = resume["history"], resume["best_epoch"]
+        train_seconds, first_epoch = resume["train_seconds"], resume["epoch"]
+        start -= resume["seconds"]  # the time spent before the interruption counts too
+        restore_rng(resume["rng"], generator)
+    bar = progress_bar(total=epochs * steps_per_epoch, desc=description, unit="step",
+                       initial=first_epoch * steps_per_epoch)
+    for epoch in range(first_epoch, epochs):
         model.train()
         epoch_start = time.perf_counter()
         order = torch.randperm(n, generator=generator).to(device)
@@ -168,6 +215,13 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
                         acc=f"{history['train_accuracy'][-1]:.3f}", val_acc=f"{val['accuracy']:.3f}")
         if logger is not None:
             logger.scalars(epoch + 1, {k: v[-1] for k, v in history.items()})
+        if checkpoint is not None and checkpoint.due(epoch + 1 == epochs):
+            checkpoint.save({
+                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "ema": None if ema is None else ema.state_dict(),
+                "best_key": list(best_key), "best_state": best_state, "best_epoch": result.best_epoch,
+                "history": history, "train_seconds": train_seconds,
+                "seconds": time.perf_counter() - start, "rng": rng_state(generator)})
     bar.close()
     model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - start

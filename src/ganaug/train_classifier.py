@@ -12,13 +12,17 @@ from sklearn.metrics import classification_report
 from . import plots
 from .augment import ClassicalAugment
 from .backbone import init_transfer
-from .config import ClassifierConfig
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .config import ClassifierConfig, from_dict
 from .data import RealData, prepare
+from .errors import UserError
 from .export import export_classifier, onnx_max_abs_diff, save_weights
-from .fit import build_classifier, fit, per_class_counts, per_class_f1, predict, scores
+from .fit import (EpochCheckpoint, FitResult, build_classifier, fit, per_class_counts, per_class_f1,
+                  predict, scores)
 from .models.classifiers import CLASSIFIER_NAMES
 from .models.layers import count_parameters
-from .runs import Run, allocate_run, atomic_write_json, atomic_write_text, run_label, versions
+from .runs import (INCOMPLETE_MARKER, Run, allocate_run, atomic_write_json, atomic_write_text, read_json,
+                   resolve_run, run_label, versions)
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .tblog import ScalarLogger
 
@@ -58,11 +62,6 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
     train_x, train_y, synthetic = training_set(cfg, data, device, precision, out)
     backbone = init_transfer(cfg, data_dir, out, device, precision) if cfg.arch == "transfer" else None
 
-    generator = seed_everything(cfg.seed)
-    model = build_classifier(cfg.arch, data.info, **model_kwargs(cfg))
-    if backbone is not None:
-        model.load_state_dict(backbone.state, strict=False)
-
     run = allocate_run(out, "classifiers", classifier_label(cfg))
     config = {**cfg.to_dict(), "label": run.name, "data_dir": str(data_dir),
               "device_resolved": str(device), "precision_resolved": precision,
@@ -71,29 +70,71 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
               "synthetic": synthetic, "backbone": None if backbone is None else backbone.describe(),
               "versions": versions()}
     atomic_write_json(run.results / "config.json", config)
+    return _train_and_finish(run, cfg, config, data, train_x, train_y, backbone, device, precision, None)
+
+
+def resume_classifier(run_dir: str | Path) -> ClassifierResult:
+    """Continue an interrupted run in its own folder from its last checkpoint (from the start
+    if it was stopped before its first one): same data, same seed, so the same final weights."""
+    run = resolve_run(run_dir, "classifiers")
+    if not (run.results / INCOMPLETE_MARKER).exists() and (run.results / "metrics.json").exists():
+        raise UserError(f"{run.results} has already finished; nothing to resume")
+    if not (run.results / "config.json").is_file():
+        raise UserError(f"{run.results} has no config.json; it cannot be resumed (start a new run)")
+    config = read_json(run.results / "config.json")
+    cfg = from_dict(ClassifierConfig, config)
+    device = resolve_device(cfg.device)
+    precision = config["precision_resolved"]
+    out = run.results.parents[2]
+    data = prepare(config["data_dir"], cfg.dataset, cfg.fraction, cfg.seed, cfg.val_fraction)
+    train_x, train_y, _ = training_set(cfg, data, device, precision, out)
+    path = run.models / CHECKPOINT_NAME
+    state = load_checkpoint(path) if path.exists() else None
+    backbone = None
+    if state is None and cfg.arch == "transfer":  # the checkpoint holds the fine-tuned weights otherwise
+        backbone = init_transfer(cfg, config["data_dir"], out, device, precision)
+    return _train_and_finish(run, cfg, config, data, train_x, train_y, backbone, device, precision, state)
+
+
+def _train_and_finish(run: Run, cfg: ClassifierConfig, config: dict, data: RealData, train_x, train_y,
+                      backbone, device, precision: str, state: dict | None) -> ClassifierResult:
+    generator = seed_everything(cfg.seed)
+    model = build_classifier(cfg.arch, data.info, **model_kwargs(cfg))
+    if backbone is not None:
+        model.load_state_dict(backbone.state, strict=False)
 
     logger = ScalarLogger(run.results / "tensorboard") if cfg.tensorboard else None
     augment = ClassicalAugment(cfg.augment) if cfg.classical_aug else None
-    start = time.perf_counter()
+    path = run.models / CHECKPOINT_NAME
     pretrain = None
     if cfg.augmented and cfg.synthetic_mode == "pretrain":
         # Pretrain on synthetic images only (best epoch by the real validation split), then
         # fine-tune on the real training images below.
-        pretrain = fit(model, cfg.optim, train_x, train_y, data.val_x, data.val_y, device=device,
-                       precision=precision, generator=generator, augment=augment,
-                       description=f"{run.name} (synthetic pretraining)")
+        if state is not None and state["phase"] == "train":
+            pretrain = FitResult(**state["pretrain"])
+        else:
+            pretrain = fit(model, cfg.optim, train_x, train_y, data.val_x, data.val_y, device=device,
+                           precision=precision, generator=generator, augment=augment,
+                           description=f"{run.name} (synthetic pretraining)",
+                           checkpoint=EpochCheckpoint(path, cfg.checkpoint_seconds, "pretrain", resume=state))
+            state = None
         train_x, train_y = data.train_x, data.train_y
+    extra = {} if pretrain is None else {"pretrain": pretrain.to_dict()}
     result = fit(model, cfg.optim, train_x, train_y, data.val_x, data.val_y, device=device,
                  precision=precision, generator=generator, augment=augment,
-                 description=run.name, logger=logger)
+                 description=run.name, logger=logger,
+                 checkpoint=EpochCheckpoint(path, cfg.checkpoint_seconds, "train", extra, resume=state))
 
+    evaluation_start = time.perf_counter()
     channels_last = cfg.optim.channels_last
     logits = {split: predict(model, x, device, channels_last)
               for split, x in (("train", data.train_x), ("val", data.val_x), ("test", data.test_x))}
     truth = {"train": data.train_y, "val": data.val_y, "test": data.test_y}
     metrics = {split: scores(logits[split], truth[split]) for split in logits}
     metrics["history"] = result.history
-    metrics["seconds"] = round(time.perf_counter() - start, 2)
+    # training (both phases, across resumes) and evaluation
+    metrics["seconds"] = round((pretrain.seconds if pretrain else 0.0) + result.seconds
+                               + time.perf_counter() - evaluation_start, 2)
     metrics["best_epoch"] = result.best_epoch
     metrics["epochs"] = result.epochs
     metrics["train_images_per_second"] = round(result.images_per_second, 1)
@@ -120,6 +161,7 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
         "test_accuracy": metrics["test"]["accuracy"], "run": config})
     write_reports(run, cfg, config, model, metrics, logits["test"], data, result)
     atomic_write_json(run.results / "metrics.json", metrics)
+    path.unlink(missing_ok=True)  # only an unfinished run needs it; the weights are saved above
     run.finish()
     return ClassifierResult(run, metrics)
 
