@@ -43,10 +43,12 @@ def save(study_dir: Path, dest: Path) -> int:
             del metrics[key]  # per-epoch curves (also pretrain_history): in the run folder, unused here
         if "precision" not in record and "run_dir" in record:
             # a task recorded by a ganaug that did not keep its precision: its run folder, where it
-            # still exists, says which one it trained in
-            run_config = Path(record["run_dir"]) / "config.json"
-            if run_config.is_file():
-                record["precision"] = read_json(run_config).get("precision_resolved", "")
+            # still exists, says which one it trained in. After a restore a new run can have taken
+            # the folder name of a recorded one, so the folder must be that run (same timing).
+            run = Path(record["run_dir"])
+            if ((run / "config.json").is_file() and (run / "metrics.json").is_file()
+                    and read_json(run / "metrics.json").get("seconds") == metrics.get("seconds")):
+                record["precision"] = read_json(run / "config.json").get("precision_resolved", "")
         atomic_write_json(dest / TASKS_DIR / path.name, record)
         count += 1
     return count
