@@ -63,7 +63,7 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
     backbone = init_transfer(cfg, data_dir, out, device, precision) if cfg.arch == "transfer" else None
 
     run = allocate_run(out, "classifiers", classifier_label(cfg))
-    config = {**cfg.to_dict(), "label": run.name, "data_dir": str(data_dir),
+    config = {**cfg.to_dict(), "label": run.name, "data_dir": str(Path(data_dir).resolve()),
               "device_resolved": str(device), "precision_resolved": precision,
               "counts": {**data.counts(), "synthetic": 0 if synthetic is None else synthetic["count"]},
               "train_per_class": per_class_counts(data.train_y, data.info.num_classes),
