@@ -193,3 +193,20 @@ def test_versions_name_what_decides_the_numbers():
     assert found["torch"] == torch.__version__
     assert {"python", "ganaug", "numpy", "onnxruntime"} <= set(found)
     json.dumps(found)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores: BLAS starts one thread per core")
+def test_threads_option_bounds_numpy_blas_as_well_as_torch():
+    """`--threads 1` (runtime.set_threads) must bound numpy's BLAS too: the generator metrics run
+    there, and a thread per core on top of other workers oversubscribes the machine."""
+    import subprocess
+    import sys
+
+    code = ("import threadpoolctl, torch\nfrom ganaug.runtime import set_threads\n"
+            "blas = lambda: max(d['num_threads'] for d in threadpoolctl.threadpool_info()"
+            " if d['user_api'] == 'blas')\n"
+            "before = blas()\nset_threads(1)\nprint(before, blas(), torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert int(out[0]) > 1 and out[1:] == ["1", "1"]

@@ -87,8 +87,13 @@ def memory_format_of(x: torch.Tensor) -> torch.memory_format:
 
 
 def set_threads(n: int | None) -> None:
+    """``--threads``: torch's pool and numpy/scipy's BLAS and OpenMP pools (the generator metrics
+    and statistics run there), which otherwise start a thread per core whatever torch uses."""
     if n:
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(n)
+        threadpool_limits(limits=n)
 
 
 def ema_update(decay: float):
