@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import linalg
 
 from .data import DatasetInfo, get_dataset, load_cached
 from .fit import build_classifier, predict
-from .reference import REFERENCE_ARCH, features, load_reference, reference_path, reference_stats
+from .reference import REFERENCE_ARCH, features, features_and_logits, load_reference, reference_path, reference_stats
 
 PRDC_K = 3
 PRDC_REAL = 5000  # real test images (class-balanced) for the k-NN manifolds
@@ -49,19 +47,19 @@ def real_test_features(dataset: str, data_dir: str) -> tuple[np.ndarray, np.ndar
 # ---------------------------------------------------------------- distances
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), as in Heusel et al. (2017)."""
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), as in Heusel et al. (2017).
+
+    Tr((S1 S2)^(1/2)) is the sum of the square roots of the eigenvalues of S1 S2, which are those
+    of the symmetric R S2 R with R = S1^(1/2): two symmetric eigendecompositions instead of
+    scipy's general sqrtm (25x faster at 256 features, same value to 1e-9; a collapsed generator's
+    singular covariance needs no regularising, its eigenvalues are just clipped at 0)."""
     diff = mu1 - mu2
-    # A singular product (a collapsed generator) makes sqrtm warn and may give non-finite values:
-    # then regularise the diagonal, as pytorch-fid does.
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        covmean = linalg.sqrtm(sigma1 @ sigma2)
-        if not np.isfinite(covmean).all():
-            offset = np.eye(len(sigma1)) * 1e-6
-            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    w, v = np.linalg.eigh(sigma1)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    product = root @ sigma2 @ root
+    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2)
+    trace_covmean = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
 
 
 def kernel_distance(real: np.ndarray, fake: np.ndarray, subsets: int = KID_SUBSETS,
@@ -97,7 +95,7 @@ def feature_metrics(images: torch.Tensor, labels: torch.Tensor, dataset: str, da
     info = get_dataset(dataset)
     ref = load_reference(dataset)
     real, real_y = real_test_features(dataset, str(Path(data_dir).resolve()))
-    fake = features(ref, images)
+    fake, logits = features_and_logits(ref, images)
     fake_y = labels.numpy()
     stats = reference_stats(dataset)
     mu_r, sigma_r = np.asarray(stats["test_mu"]), np.asarray(stats["test_sigma"])
@@ -111,7 +109,6 @@ def feature_metrics(images: torch.Tensor, labels: torch.Tensor, dataset: str, da
     for c, name in enumerate(info.class_names):
         r, f = real[real_y == c], fake[fake_y == c]
         per_class[name] = frechet_distance(*gaussian_stats(f), *gaussian_stats(r)) if len(f) > 1 else None
-    logits = predict(ref, images, torch.device("cpu"))
     return {
         "fd_domain": frechet_distance(mu_f, sigma_f, mu_r, sigma_r),
         "kid_domain": kid, "kid_domain_std": kid_std,

@@ -18,7 +18,7 @@ import torch
 from .data import get_dataset, load_cached, prepare
 from .errors import UserError
 from .export import load_weights, save_weights
-from .fit import build_classifier, fit, predict, scores
+from .fit import EVAL_BATCH, build_classifier, fit, predict, scores, to_input
 from .runs import atomic_write_json, versions
 from .runtime import resolve_device, resolve_precision, seed_everything
 
@@ -42,7 +42,9 @@ def load_reference(dataset: str) -> torch.nn.Module:
         raise UserError(f"no reference network for {dataset} ({path}); build it with "
                         f"`ganaug build-reference --dataset {dataset}`")
     model = build_classifier(REFERENCE_ARCH, get_dataset(dataset), **REFERENCE_KWARGS)
-    return load_weights(model, path).eval()
+    # channels_last: the metrics only run it forward, and its convolutions run ~1.7x faster
+    # that way on CPU (measured, one thread)
+    return load_weights(model, path).eval().to(memory_format=torch.channels_last)
 
 
 @lru_cache(maxsize=4)
@@ -55,12 +57,22 @@ def reference_stats(dataset: str) -> dict:
 
 
 @torch.no_grad()
-def features(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """Penultimate reference features (float64 [N, d]) of uint8 images [N, 28, 28]."""
+def features_and_logits(model: torch.nn.Module, images: torch.Tensor,
+                        batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, torch.Tensor]:
+    """Penultimate reference features (float64 [N, d]) and logits (float32 [N, classes]) of uint8
+    images [N, 28, 28], from one forward pass."""
     model.eval()
-    out = [model.embed(images[i:i + batch_size].unsqueeze(1).float() / 255).double()
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out).numpy()
+    feats, logits = [], []
+    for i in range(0, len(images), batch_size):
+        embedding = model.embed(to_input(images[i:i + batch_size], channels_last=False))
+        feats.append(embedding.double())
+        logits.append(model.classify(embedding).float())
+    return torch.cat(feats).numpy(), torch.cat(logits)
+
+
+def features(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+    """Penultimate reference features (float64 [N, d]) of uint8 images [N, 28, 28]."""
+    return features_and_logits(model, images)[0]
 
 
 def build_reference(dataset: str, data_dir: str | Path, device: str = "auto") -> dict:

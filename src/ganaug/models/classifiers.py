@@ -70,6 +70,10 @@ class CNN(nn.Module):
         """Penultimate features (after the hidden layer's ReLU), used by the generator metrics."""
         return self.head[:4](self.features(self.normalize(x)))
 
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits from ``embed``'s features: ``classify(embed(x)) == forward(x)``."""
+        return self.head[4:](embedding)
+
 
 class BasicBlock(nn.Module):
     """torchvision's ResNet BasicBlock, with the same attribute names (and state-dict keys)."""
