@@ -106,6 +106,8 @@ def test_03_study(kernels):
     study = studies[0]
     for name in ("report.md", "summary.csv", "stats.json"):
         assert (study / name).is_file()
+    # smoke mode: the smoke preset cut to one baseline and one GAN method (2 seeds x 2 + 2 generators)
+    assert len(list((study / "tasks").glob("*.json"))) == 6
     assert images == len(list(study.glob("*.png"))) >= 1  # every plot the study drew is shown
     assert (study / "report.md").read_text().splitlines()[0] in text  # the report, as Markdown
     rows = len((study / "summary.csv").read_text().strip().splitlines()) - 1
