@@ -17,7 +17,6 @@ a record without the precision its task trained in gets it from the run folder's
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

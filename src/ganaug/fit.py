@@ -20,7 +20,7 @@ from torch import nn
 
 from .augment import ClassicalAugment
 from .checkpoint import restore_rng, rng_state, save_checkpoint
-from .config import ClassifierConfig, OptimConfig
+from .config import OptimConfig
 from .data import DatasetInfo
 from .models.classifiers import CLASSIFIERS
 from .progress import progress_bar

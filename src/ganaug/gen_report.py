@@ -52,7 +52,7 @@ def model_info(run: Run, cfg, config: dict, state, metrics: dict) -> str:
         f"Epochs: {state.epoch} ({state.step} steps; configured {o.epochs}, at least {o.min_steps} steps)",
         f"Optimizer: Adam, lr G {o.lr_g}, lr D {o.lr_d}, betas ({o.beta1}, {o.beta2})",
         f"z dimension: {o.z_dim}",
-        f"DiffAugment: " + (f"translation {o.diffaug_shift}, cutout {o.diffaug_cutout}"
+        "DiffAugment: " + (f"translation {o.diffaug_shift}, cutout {o.diffaug_cutout}"
                             if o.diffaugment else "off"),
         "Sampling weights: " + (f"EMA of the generator (decay {o.ema_decay})" if o.ema else "generator"),
         "Mode-seeking term: " + (f"weight {o.mode_seeking}" if o.mode_seeking else "off"),
