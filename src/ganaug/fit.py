@@ -26,8 +26,9 @@ from .models.classifiers import CLASSIFIERS
 from .progress import progress_bar
 from .runtime import autocast, ema_model
 
-# Inference batch. Only speed and memory depend on it: on one CPU thread 128 images ran 1.3-2x
-# faster than 1,000 for every classifier (activations that stay in cache; scripts/bench_eval.py).
+# Inference batch. Only speed and memory depend on it: on one CPU thread the channels-last
+# reference CNN ran 3.6x faster at 128 (with one pass instead of two), and the classifiers' own
+# predict 0.9-1.3x, within the noise of a shared machine (benchmarks/bench_eval.py).
 EVAL_BATCH = 128
 MIN_BATCH = 2  # a trailing batch smaller than this is skipped (BatchNorm needs two images)
 MIN_WARMUP_STEPS = 2
