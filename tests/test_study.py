@@ -267,6 +267,14 @@ def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_p
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip())
     assert folder == (tmp_path / "elsewhere" / "results" / "studies" / reference.name).resolve()
+    # The seed-0 generator's record names the first generator folder (which seed got "Run 1" in the
+    # reference study depends on which of its two workers started first): the seed-1 generator,
+    # retrained below, is the first generator run under elsewhere/ and takes that name.
+    elsewhere = tmp_path / "elsewhere"
+    seed0_path = folder / "tasks" / "gen-fashion-mnist-f0.005-s0-cgan.json"
+    seed0 = json.loads(seed0_path.read_text())
+    seed0["run_dir"] = str(elsewhere.resolve() / "results" / "generators" / "CGANOriginalGenerator Run 1")
+    seed0_path.write_text(json.dumps(seed0))
     # an interim report of the unfinished study: what is done so far, marked as such
     interim = ganaug("study", "--interim", "--out", tmp_path / "elsewhere")
     assert interim.returncode == 0, interim.stderr
@@ -286,6 +294,15 @@ def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_p
     want = json.loads((reference / "stats.json").read_text())
     assert without_timing(got) == without_timing(want)
     assert got["progress"] == {"finished": total, "total": total}
+    # The retrained seed-1 generator took the folder name the seed-0 record names (its run stayed
+    # behind): the tables and the report show only folders that hold the recorded run, so seed 0
+    # shows none rather than seed 1's samples.
+    gens = {row["seed"]: row for row in csv.DictReader((folder / "generators.csv").open())}
+    assert Path(seed0["run_dir"]).is_dir()  # the name is taken ...
+    assert gens["0"]["run_dir"] == gens["0"]["samples"] == ""  # ... by another run
+    assert json.loads((elsewhere / gens["1"]["run_dir"] / "config.json").read_text())["seed"] == 1
+    assert gens["1"]["samples"].endswith("samples.png")
+    assert "cgan at 0.5% of fashion-mnist (seed 1)" in (folder / "report.md").read_text()
     assert not (folder / "interim").exists()  # the final report replaced the interim one
     assert "Interim" not in (folder / "report.md").read_text()
     again = ganaug("study", "--interim", folder, "--out", tmp_path / "elsewhere")
@@ -315,8 +332,14 @@ def test_lost_generators_and_filter_classifiers_are_retrained_and_their_failed_u
     kept.mkdir(parents=True)
     (tmp_path / "models" / "classifiers" / kept.name).mkdir(parents=True)
     (tmp_path / "models" / "classifiers" / kept.name / "model.safetensors").write_bytes(b"weights")
-    done[real]["run_dir"] = str(kept)
+    (kept / "metrics.json").write_text(json.dumps({"seconds": 12.34}))
+    done[real].update(run_dir=str(kept), metrics={"seconds": 12.34})
     assert lost_inputs(tasks, done) == ([generator], [filtered["id"]])
+    # a folder of the recorded name that holds another run (a restored study's new run took the
+    # name): the recorded classifier is gone all the same
+    done[real]["metrics"] = {"seconds": 56.78}
+    assert lost_inputs(tasks, done) == (sorted([generator, real]), [filtered["id"]])
+    done[real]["metrics"] = {"seconds": 12.34}
     (kept / "INCOMPLETE").write_text("this run has not finished\n")
     assert lost_inputs(tasks, done) == (sorted([generator, real]), [filtered["id"]])
 

@@ -113,6 +113,19 @@ def finished_results(study_dir: Path, tasks: list[dict]) -> dict[str, dict]:
     return out
 
 
+def recorded_run(record: dict, kind: str):
+    """The finished run folder of a task's record, if the folder still holds *that* run: after a
+    study is restored from its records elsewhere, a new run can take a recorded run's folder name
+    (the first free ``Run <i>``), so a folder of that name is the recorded run only if its
+    metrics.json has the record's timing. Else None."""
+    run = finished_run(record.get("run_dir", ""), kind) if record.get("run_dir") else None
+    if run is None or not (run.results / "metrics.json").is_file():
+        return None
+    seconds = record.get("metrics", {}).get("seconds")
+    same = seconds is not None and read_json(run.results / "metrics.json").get("seconds") == seconds
+    return run if same else None
+
+
 def lost_inputs(tasks: list[dict], done: dict[str, dict]) -> tuple[list[str], list[str]]:
     """Recorded tasks whose saved model an unfinished (or failed) task still needs but which is
     gone — a generator, or the real-data classifier a confidence filter uses — e.g. a study folder
@@ -122,7 +135,7 @@ def lost_inputs(tasks: list[dict], done: dict[str, dict]) -> tuple[list[str], li
     open_tasks = [t for t in tasks if t["id"] not in done or "error" in done[t["id"]]]
     needed = {dep for t in open_tasks for dep in t["deps"].values()}
     lost = [tid for tid in sorted(needed) if tid in done and "error" not in done[tid]
-            and finished_run(done[tid]["run_dir"], kinds[tid] + "s") is None]
+            and recorded_run(done[tid], kinds[tid] + "s") is None]
     retry = sorted(t["id"] for t in open_tasks if t["id"] in done and set(t["deps"].values()) & set(lost))
     return lost, retry
 
@@ -284,6 +297,13 @@ def _relative(path: str, out: Path) -> str:
         return path
 
 
+def generator_dir(task: dict, results: dict[str, dict], out: Path) -> str:
+    """The run folder of the generator of a GAN classifier task's cell, while it holds that run."""
+    dep = task["deps"].get("generator")
+    run = recorded_run(results.get(dep, {}), "generators") if dep else None
+    return _relative(str(run.results), out) if run else ""
+
+
 def table_rows(cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], out: Path):
     """(summary, per_class, generators, failures) rows, in task order."""
     summary, per_class, generators, failures = [], [], [], []
@@ -295,14 +315,17 @@ def table_rows(cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], ou
             failures.append({"task": task["id"], "error": r["error"]})
             continue
         m = r["metrics"]
+        # only folders that still hold the recorded run (a restored study's may be gone or reused)
+        run = recorded_run(r, task["kind"] + "s")
+        run_dir = _relative(str(run.results), out) if run else ""
         if task["kind"] == "generator":
             generators.append({
                 "study": cfg.name, "dataset": cfg.dataset, "fraction": task["fraction"],
                 "seed": task["seed"], "generator": task["family"],
                 **{k: m.get(k, "") for k in GENERATOR_COLUMNS[5:13]},
                 "seconds": round(m["seconds"], 1), "precision": r.get("precision", ""),
-                "run_dir": _relative(r["run_dir"], out),
-                "samples": str(Path(r["run_dir"]) / f"samples.{cfg.plot_format}")})
+                "run_dir": run_dir,
+                "samples": str(run.results / f"samples.{cfg.plot_format}") if run else ""})
             continue
         v = task["variant"]
         ids = {"study": cfg.name, "dataset": cfg.dataset, "arch": task["arch"],
@@ -316,8 +339,8 @@ def table_rows(cfg: StudyConfig, tasks: list[dict], results: dict[str, dict], ou
             "n_synthetic": r["counts"]["synthetic"],
             "filter_kept": synthetic.get("acceptance_rate", "") if v["filter"] else "",
             "seconds": m["seconds"], "precision": r.get("precision", ""),
-            "run_dir": _relative(r["run_dir"], out),
-            "generator_run_dir": _relative(task["inputs"]["generator"], out) if v["generator"] and task.get("inputs") else ""})
+            "run_dir": run_dir,
+            "generator_run_dir": generator_dir(task, results, out)})
         per_class += [{**ids, "class": name, "f1": f1} for name, f1 in m["test_per_class_f1"].items()]
     return summary, per_class, generators, failures
 
@@ -361,11 +384,6 @@ def write_outputs(study_dir: Path, target: Path, cfg: StudyConfig, tasks: list[d
 
     saved = read_json(study_dir / "config.json")
     out = Path(saved["out"])
-    tasks = [dict(t) for t in tasks]
-    for task in tasks:  # the generator run a classifier used (the scheduler passed it in)
-        if task["kind"] == "classifier" and task["deps"].get("generator"):
-            gen = results.get(task["deps"]["generator"], {})
-            task["inputs"] = {"generator": gen.get("run_dir", "")}
     summary, per_class, generators, failures = table_rows(cfg, tasks, results, out)
     if not summary:
         raise UserError(f"no classifier of study {study_dir.name} finished: "
