@@ -10,7 +10,8 @@ import torch
 from conftest import DATA_DIR
 from ganaug.data import load_split
 from ganaug.gen_metrics import feature_metrics, frechet_distance, kernel_distance
-from ganaug.reference import features, load_reference, reference_path, reference_stats
+from ganaug.fit import predict
+from ganaug.reference import features, features_and_logits, load_reference, reference_path, reference_stats
 
 
 def test_frechet_distance_matches_the_closed_form_for_gaussians():
@@ -69,6 +70,20 @@ def test_reference_network_is_stored_with_its_provenance():
     feats = features(load_reference("fashion-mnist"), x[:2000])
     assert feats.shape[1] == meta["feature_dim"] == len(meta["test_mu"])
     assert np.abs(feats.mean(0) - np.asarray(meta["test_mu"])).max() < 0.25 * np.asarray(meta["test_mu"]).std()
+
+
+def test_one_reference_pass_gives_the_features_and_the_logits_of_the_whole_network():
+    """The metrics take the GAN-test logits from the same pass as the features: they must be the
+    network's own predictions (the stored test accuracy), not a second network's."""
+    x, y = load_split(DATA_DIR, "fashion-mnist", "test")
+    x, y = x[:2000], y[:2000]
+    ref = load_reference("fashion-mnist")
+    feats, logits = features_and_logits(ref, x)
+    assert feats.shape == (2000, reference_stats("fashion-mnist")["feature_dim"]) and feats.dtype == np.float64
+    direct = predict(ref, x, torch.device("cpu"))
+    assert torch.equal(logits.argmax(1), direct.argmax(1))
+    assert torch.allclose(logits, direct, atol=1e-4)
+    assert float((logits.argmax(1) == y).float().mean()) > 0.9  # the stored network, not an untrained one
 
 
 @pytest.fixture(scope="module")
