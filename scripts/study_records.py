@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ganaug.runs import INCOMPLETE_MARKER, atomic_write_json, read_json  # noqa: E402
-from ganaug.study import TASKS_DIR  # noqa: E402
+from ganaug.study import TASKS_DIR, recorded_run  # noqa: E402
 
 
 def save(study_dir: Path, dest: Path) -> int:
@@ -43,11 +43,10 @@ def save(study_dir: Path, dest: Path) -> int:
         if "precision" not in record and "run_dir" in record:
             # a task recorded by a ganaug that did not keep its precision: its run folder, where it
             # still exists, says which one it trained in. After a restore a new run can have taken
-            # the folder name of a recorded one, so the folder must be that run (same timing).
-            run = Path(record["run_dir"])
-            if ((run / "config.json").is_file() and (run / "metrics.json").is_file()
-                    and read_json(run / "metrics.json").get("seconds") == metrics.get("seconds")):
-                record["precision"] = read_json(run / "config.json").get("precision_resolved", "")
+            # the folder name of a recorded one, so the folder must be that run (same timing and outcome).
+            run = recorded_run(record, "generators" if record["id"].startswith("gen-") else "classifiers")
+            if run is not None and (run.results / "config.json").is_file():
+                record["precision"] = read_json(run.results / "config.json").get("precision_resolved", "")
         atomic_write_json(dest / TASKS_DIR / path.name, record)
         count += 1
     return count

@@ -339,7 +339,12 @@ def test_lost_generators_and_filter_classifiers_are_retrained_and_their_failed_u
     # name): the recorded classifier is gone all the same
     done[real]["metrics"] = {"seconds": 56.78}
     assert lost_inputs(tasks, done) == (sorted([generator, real]), [filtered["id"]])
-    done[real]["metrics"] = {"seconds": 12.34}
+    # ... also when the other run took as long (timing is rounded to 10 ms; short runs share it)
+    (kept / "metrics.json").write_text(json.dumps({"seconds": 12.34, "test": {"accuracy": 0.71}}))
+    done[real]["metrics"] = {"seconds": 12.34, "test": {"accuracy": 0.69}}
+    assert lost_inputs(tasks, done) == (sorted([generator, real]), [filtered["id"]])
+    done[real]["metrics"] = {"seconds": 12.34, "test": {"accuracy": 0.71}}
+    assert lost_inputs(tasks, done) == ([generator], [filtered["id"]])
     (kept / "INCOMPLETE").write_text("this run has not finished\n")
     assert lost_inputs(tasks, done) == (sorted([generator, real]), [filtered["id"]])
 

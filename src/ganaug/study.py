@@ -113,16 +113,26 @@ def finished_results(study_dir: Path, tasks: list[dict]) -> dict[str, dict]:
     return out
 
 
+# What identifies a finished run in its metrics.json: its timing and its training outcome (the
+# generator's final losses, the classifier's selected epoch and scores). Metrics that
+# `ganaug evaluate-generator` recomputes in place (Fréchet distance, coverage, ...) are not among them.
+RUN_IDENTITY_KEYS = ("seconds", "steps", "final_losses", "best_epoch", "val", "test")
+
+
 def recorded_run(record: dict, kind: str):
     """The finished run folder of a task's record, if the folder still holds *that* run: after a
     study is restored from its records elsewhere, a new run can take a recorded run's folder name
     (the first free ``Run <i>``), so a folder of that name is the recorded run only if its
-    metrics.json has the record's timing. Else None."""
+    metrics.json has the record's timing and training outcome (timing alone is rounded to 10 ms,
+    and two short runs can share it). Else None."""
     run = finished_run(record.get("run_dir", ""), kind) if record.get("run_dir") else None
     if run is None or not (run.results / "metrics.json").is_file():
         return None
-    seconds = record.get("metrics", {}).get("seconds")
-    same = seconds is not None and read_json(run.results / "metrics.json").get("seconds") == seconds
+    recorded = record.get("metrics", {})
+    if "seconds" not in recorded:
+        return None
+    found = read_json(run.results / "metrics.json")
+    same = all(found.get(key) == recorded[key] for key in RUN_IDENTITY_KEYS if key in recorded)
     return run if same else None
 
 
