@@ -211,18 +211,27 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     script = Path(__import__("sys").executable).with_name("ganaug")
     proc = subprocess.Popen([str(script), *SMOKE, "--out", str(tmp_path)], env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    study = tmp_path / "results" / "studies" / "smoke Run 1"
+
+    def in_flight() -> list[Path]:
+        """Run folders of started, unrecorded tasks that have not finished."""
+        runs = [Path(json.loads(p.read_text())["run_dir"]) for p in study.glob("started/*.json")]
+        return [run for run in runs if (run / "INCOMPLETE").exists()]
+
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:  # wait for some, but not all, tasks to be recorded
-        done = list(tmp_path.glob("results/studies/smoke Run 1/tasks/*.json"))
-        if len(done) >= 3 or proc.poll() is not None:
+    while time.monotonic() < deadline:  # wait for some, but not all, tasks to be recorded ...
+        done = list(study.glob("tasks/*.json"))
+        if (len(done) >= 3 and in_flight()) or proc.poll() is not None:  # ... and one mid-run
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert proc.poll() is None, "the study finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     (folder,) = study_dirs(tmp_path)
     assert (folder / "INCOMPLETE").exists() and not (folder / "report.html").exists()
     recorded = {p.name for p in (folder / "tasks").glob("*.json")}
+    interrupted = in_flight()
+    assert interrupted
     resumed = ganaug("study", "--resume", "--workers", "1", "--out", tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     assert f"({len(recorded)} already done)" in resumed.stdout
@@ -231,6 +240,13 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     got = json.loads((folder / "stats.json").read_text())
     want = json.loads((reference / "stats.json").read_text())
     assert without_timing(got) == without_timing(want)
+    # the runs the kill interrupted were continued in their own folders, not abandoned for new ones
+    runs = list(tmp_path.glob("results/generators/*")) + list(tmp_path.glob("results/classifiers/*"))
+    assert len(runs) == len(expand(PRESETS["smoke"]))
+    assert not [run for run in runs if (run / "INCOMPLETE").exists()]
+    rows = read_rows(folder / "summary.csv") + read_rows(folder / "generators.csv")
+    assert {str(run.relative_to(tmp_path)) for run in interrupted} <= {r["run_dir"] for r in rows}
+    assert not (folder / "started").exists()
 
 
 def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_path):

@@ -19,12 +19,15 @@ from pathlib import Path
 from .errors import UserError
 from .progress import progress_bar
 from .runs import (INCOMPLETE_MARKER, allocate_run, atomic_write_json, atomic_write_text, read_json,
-                   finished_run, versions)
+                   finished_run, resolve_run, versions)
 from .study_config import (StudyConfig, Variant, approx_train_size, classifier_config, generator_config,
                            study_config_from_dict)
 from .study_time import calibrated_estimates, estimate_seconds, format_duration
 
 TASKS_DIR = "tasks"
+# Tasks that have a run folder but no record yet: ``started/<id>.json`` names the folder, so a study
+# killed mid-task continues that run in its own folder (from its last checkpoint) on --resume.
+STARTED_DIR = "started"
 INTERIM_DIR = "interim"  # `ganaug study --interim` writes its tables and report here
 SUMMARY_COLUMNS = ("study", "dataset", "arch", "fraction", "seed", "method", "generator", "ratio",
                    "filter", "mode", "test_accuracy", "test_f1", "test_precision", "test_recall",
@@ -73,29 +76,72 @@ def run_task(task: dict, context: dict) -> dict:
     """Train what ``task`` describes into the study's --out; return its row data.
 
     A user error inside a task (e.g. a filter that keeps no synthetic image) is recorded as the
-    task's result instead of stopping the study; the report lists it.
+    task's result instead of stopping the study; the report lists it. A task that a killed study
+    had started continues its own run (see ``started_run``): same seed and data, so the same
+    weights and numbers as a run that was never interrupted.
     """
     cfg = study_config_from_dict(context["config"])
     start = time.perf_counter()
+    claim = started_path(Path(context["study_dir"]), task["id"]) if context.get("study_dir") else None
+
+    def on_start(run) -> None:
+        if claim is not None:
+            atomic_write_json(claim, {"run_dir": str(run.results)})
+
+    partial = started_run(claim, task) if claim is not None else None
     try:
         if task["kind"] == "generator":
-            from .train_generator import train_generator
+            from .train_generator import GeneratorResult, resume_generator, train_generator
 
-            gcfg = generator_config(cfg, task, approx_train_size(cfg, task["fraction"]))
-            result = train_generator(gcfg, context["data_dir"], context["out"])
+            if partial is None:
+                gcfg = generator_config(cfg, task, approx_train_size(cfg, task["fraction"]))
+                result = train_generator(gcfg, context["data_dir"], context["out"], on_start=on_start)
+            elif (partial.results / INCOMPLETE_MARKER).exists():
+                result = resume_generator(partial.results)
+            else:  # it finished, but the study was killed before recording it
+                result = GeneratorResult(partial, read_json(partial.results / "metrics.json"))
             config = read_json(result.run.results / "config.json")
             return {"id": task["id"], "run_dir": str(result.run.results), "metrics": result.metrics,
                     "precision": config["precision_resolved"], "seconds": time.perf_counter() - start}
-        from .train_classifier import train_classifier
+        from .train_classifier import ClassifierResult, resume_classifier, train_classifier
 
-        ccfg = classifier_config(cfg, task, task.get("inputs", {}))
-        result = train_classifier(ccfg, context["data_dir"], context["out"])
+        if partial is None:
+            ccfg = classifier_config(cfg, task, task.get("inputs", {}))
+            result = train_classifier(ccfg, context["data_dir"], context["out"], on_start=on_start)
+        elif (partial.results / INCOMPLETE_MARKER).exists():
+            result = resume_classifier(partial.results)
+        else:
+            result = ClassifierResult(partial, read_json(partial.results / "metrics.json"))
         config = read_json(result.run.results / "config.json")
         return {"id": task["id"], "run_dir": str(result.run.results), "metrics": result.metrics,
                 "counts": config["counts"], "synthetic": config["synthetic"],
                 "precision": config["precision_resolved"], "seconds": time.perf_counter() - start}
     except UserError as exc:
         return {"id": task["id"], "error": str(exc), "seconds": time.perf_counter() - start}
+
+
+def started_path(study_dir: Path, task_id: str) -> Path:
+    return study_dir / STARTED_DIR / f"{task_id}.json"
+
+
+def started_run(claim: Path, task: dict):
+    """The run folder an earlier, killed attempt at ``task`` trained in, if it is still there and
+    is that task's run (its config.json has the task's data set part and seed, and its family or
+    architecture); else None, and the task starts a new run."""
+    if not claim.is_file():
+        return None
+    kind = task["kind"] + "s"
+    try:
+        run = resolve_run(read_json(claim)["run_dir"], kind)
+        config = read_json(run.results / "config.json")
+    except (UserError, KeyError, OSError, ValueError):
+        return None
+    finished = (run.results / "metrics.json").is_file() and not (run.results / INCOMPLETE_MARKER).exists()
+    if finished and finished_run(run.results, kind) is None:
+        return None  # finished, but its saved model is gone
+    name = task["family"] if task["kind"] == "generator" else task["arch"]
+    same = (config.get("arch"), config.get("seed"), config.get("fraction")) == (name, task["seed"], task["fraction"])
+    return run if same else None
 
 
 # ---------------------------------------------------------------- the study
@@ -221,6 +267,9 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
     for tid in lost + retry:  # retrained: same seed and subset, so the same weights as the lost ones
         del done[tid]
         task_path(study_dir, tid).unlink()
+    for task in tasks:  # a started run that used a lost model starts again with the retrained one
+        if set(task["deps"].values()) & set(lost):
+            started_path(study_dir, task["id"]).unlink(missing_ok=True)
     kind = {t["id"]: t["kind"] for t in tasks}
     for what, label in (("generator", "generator(s)"),
                         ("classifier", "classifier(s) that a confidence filter needs")):
@@ -239,7 +288,8 @@ def run_study(cfg: StudyConfig | None, out: str | Path, data_dir: str | Path, ex
         f"{len([t for t in tasks if t['kind'] == 'generator'])} generators; estimated "
         f"{format_duration(remaining / workers)} on {workers} {executor} worker(s) of "
         f"{cfg.threads_per_task} thread(s)" + (" (scaled by the finished tasks' times)" if done else ""))
-    context = {"config": cfg.to_dict(), "out": str(out.resolve()), "data_dir": str(Path(data_dir).resolve())}
+    context = {"config": cfg.to_dict(), "out": str(out.resolve()), "data_dir": str(Path(data_dir).resolve()),
+               "study_dir": str(study_dir.resolve())}
     if todo:
         schedule(ex, todo, done, context, study_dir, estimates)
     return finish_study(study_dir, cfg, tasks, finished_results(study_dir, tasks), say)
@@ -280,6 +330,7 @@ def schedule(ex, todo: list[dict], done: dict[str, dict], context: dict, study_d
                 tid = running.pop(handle)
                 result = ex.result(handle)
                 atomic_write_json(task_path(study_dir, tid), result)
+                started_path(study_dir, tid).unlink(missing_ok=True)  # recorded: no longer needed
                 done[tid] = result
                 bar.update(round(estimates[tid]))
     except BaseException:
@@ -360,6 +411,7 @@ def finish_study(study_dir: Path, cfg: StudyConfig, tasks: list[dict], results: 
     write_outputs(study_dir, study_dir, cfg, tasks, results, say)
     (study_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)
     shutil.rmtree(study_dir / INTERIM_DIR, ignore_errors=True)  # the final report replaces it
+    shutil.rmtree(study_dir / STARTED_DIR, ignore_errors=True)
     return study_dir
 
 

@@ -54,7 +54,10 @@ def training_set(cfg: ClassifierConfig, data: RealData, device: torch.device, pr
     return mix_synthetic(cfg, data, device, precision, out)
 
 
-def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Path) -> ClassifierResult:
+def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Path,
+                     on_start=None) -> ClassifierResult:
+    """A new classifier run. ``on_start(run)`` is called once its folder and config.json exist
+    (the study notes where a task trains, to continue it there after a kill)."""
     out = Path(out)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -70,6 +73,8 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
               "synthetic": synthetic, "backbone": None if backbone is None else backbone.describe(),
               "versions": versions()}
     atomic_write_json(run.results / "config.json", config)
+    if on_start is not None:
+        on_start(run)
     return _train_and_finish(run, cfg, config, data, train_x, train_y, backbone, device, precision, None)
 
 
