@@ -215,7 +215,12 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
 
     def in_flight() -> list[Path]:
         """Run folders of started, unrecorded tasks that have not finished."""
-        runs = [Path(json.loads(p.read_text())["run_dir"]) for p in study.glob("started/*.json")]
+        runs = []
+        for path in study.glob("started/*.json"):
+            try:  # the study deletes a task's note once it has recorded the task
+                runs.append(Path(json.loads(path.read_text())["run_dir"]))
+            except FileNotFoundError:
+                continue
         return [run for run in runs if (run / "INCOMPLETE").exists()]
 
     deadline = time.monotonic() + 600
