@@ -12,21 +12,30 @@ after the machine that ran it is gone::
 ``save`` drops each classifier's per-epoch histories (the report does not use it; it is still in
 the run folder's metrics.json) and keeps everything ``summary.csv`` and ``stats.json`` are made from;
 a record without the precision its task trained in gets it from the run folder's config.json.
+It also keeps, in ``runs/``, the few runs whose saved model a task not yet recorded still needs (the
+generator of a cell the study was in the middle of; a few MB each, without checkpoints or ONNX files),
+so that ``restore`` puts them back and the resumed study does not train them again
+(``--no-models``: records only).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ganaug.runs import INCOMPLETE_MARKER, atomic_write_json, read_json  # noqa: E402
-from ganaug.study import TASKS_DIR, recorded_run  # noqa: E402
+from ganaug.study import TASKS_DIR, expand, finished_results, needed_inputs, recorded_run  # noqa: E402
+from ganaug.study_config import study_config_from_dict  # noqa: E402
+
+RUNS_DIR = "runs"  # saved runs, laid out as under the study's --out (results/..., models/...)
+LEFT_OUT = {"checkpoint.pt", "model.onnx", "generator.onnx", "tensorboard"}  # not needed to use a run
 
 
-def save(study_dir: Path, dest: Path) -> int:
+def save(study_dir: Path, dest: Path, models: bool = True) -> int:
     if not (study_dir / "config.json").is_file():
         raise SystemExit(f"error: {study_dir} is not a study folder")
     (dest / TASKS_DIR).mkdir(parents=True, exist_ok=True)
@@ -49,7 +58,29 @@ def save(study_dir: Path, dest: Path) -> int:
                 record["precision"] = read_json(run.results / "config.json").get("precision_resolved", "")
         atomic_write_json(dest / TASKS_DIR / path.name, record)
         count += 1
+    shutil.rmtree(dest / RUNS_DIR, ignore_errors=True)  # what an earlier save kept may be done with
+    if models:
+        save_needed_runs(study_dir, config, dest / RUNS_DIR)
     return count
+
+
+def save_needed_runs(study_dir: Path, config: dict, dest: Path) -> list[str]:
+    """Copy the runs whose model a task not yet recorded needs into ``dest``, laid out as under
+    the study's --out; only runs that still hold the recorded run. Returns their task ids."""
+    tasks = expand(study_config_from_dict(config["study"]))
+    done = finished_results(study_dir, tasks)
+    kinds = {t["id"]: t["kind"] + "s" for t in tasks}
+    out = Path(config["out"])
+    kept = []
+    for tid in needed_inputs(tasks, done):
+        run = recorded_run(done[tid], kinds[tid])
+        if run is None:
+            continue  # gone already: the resumed study trains it again
+        for folder in (run.results, run.models):
+            shutil.copytree(folder, dest / folder.relative_to(out),
+                            ignore=lambda _dir, names: [n for n in names if n in LEFT_OUT])
+        kept.append(tid)
+    return kept
 
 
 def moved(obj, old: str, new: str):
@@ -65,8 +96,9 @@ def moved(obj, old: str, new: str):
 
 def restore(src: Path, out: Path, data_dir: str | None) -> Path:
     """Recreate the study folder under ``out``. The records' run folders are moved under ``out``
-    too, so the restored study never reads or writes the machine it came from: its lost generators
-    are trained again there on resume."""
+    too, so the restored study never reads or writes the machine it came from: the runs saved with
+    the records are put back there, and any other generator an unfinished task needs is trained
+    again on resume."""
     config = read_json(src / "config.json")
     study_dir = out.resolve() / "results" / "studies" / config.pop("name")
     if study_dir.exists():
@@ -76,6 +108,15 @@ def restore(src: Path, out: Path, data_dir: str | None) -> Path:
     config["out"] = new
     if data_dir:
         config["data_dir"] = str(Path(data_dir).resolve())
+    runs = sorted(p for p in (src / RUNS_DIR).glob("*/*/*") if p.is_dir())  # results|models/<kind>/<run>
+    taken = [out.resolve() / p.relative_to(src / RUNS_DIR) for p in runs]
+    if any(p.exists() for p in taken):
+        raise SystemExit(f"error: {next(p for p in taken if p.exists())} exists; restore into another --out")
+    for path, target in zip(runs, taken):  # runs a task still needs: not trained again on resume
+        shutil.copytree(path, target)
+        for name in ("config.json", "metrics.json"):
+            if (target / name).is_file():
+                atomic_write_json(target / name, moved(read_json(target / name), old, new))
     (study_dir / TASKS_DIR).mkdir(parents=True)
     for path in sorted((src / TASKS_DIR).glob("*.json")):
         atomic_write_json(study_dir / TASKS_DIR / path.name, moved(read_json(path), old, new))
@@ -92,13 +133,17 @@ def main() -> None:
     s = sub.add_parser("save", help="copy a study folder's records to DEST")
     s.add_argument("study_dir", type=Path)
     s.add_argument("dest", type=Path)
+    s.add_argument("--no-models", action="store_true",
+                   help="records only, not the runs whose model an unfinished task needs")
     r = sub.add_parser("restore", help="recreate the study folder under OUT from saved records")
     r.add_argument("src", type=Path)
     r.add_argument("out", type=Path)
     r.add_argument("--data-dir", default=None, help="where the data set lives now")
     args = parser.parse_args()
     if args.command == "save":
-        print(f"saved {save(args.study_dir, args.dest)} task records to {args.dest}")
+        count = save(args.study_dir, args.dest, models=not args.no_models)
+        runs = len([p for p in (args.dest / RUNS_DIR).glob("results/*/*")])
+        print(f"saved {count} task records and {runs} run(s) still needed to {args.dest}")
     else:
         print(restore(args.src, args.out, args.data_dir))
 

@@ -330,6 +330,51 @@ def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_p
     assert again.returncode == 2 and "has finished; its report is" in again.stderr
 
 
+def test_saved_records_carry_the_models_an_unfinished_cell_needs(smoke_study, tmp_path):
+    """scripts/study_records.py save keeps the runs whose model a task not yet recorded needs
+    (here the seed-1 generator, whose GAN classifiers are not recorded yet) without their
+    checkpoints, and restore puts them back under the new --out, where the records now point:
+    the resumed study has nothing to train again. A finished study keeps none."""
+    import shutil
+    import sys
+
+    from ganaug.generate import load_generator
+    from ganaug.study import finished_results, lost_inputs
+    from ganaug.study_config import study_config_from_dict
+
+    _, reference, _ = smoke_study
+    script = Path(__file__).resolve().parents[1] / "scripts" / "study_records.py"
+    partial = tmp_path / "partial" / reference.name  # the study before its last tasks were recorded
+    shutil.copytree(reference, partial)  # its config.json still names the reference --out
+    for path in partial.glob("tasks/cls-*-s1-gan*.json"):
+        path.unlink()
+    (partial / "INCOMPLETE").write_text("")
+    saved = tmp_path / "records"
+    proc = subprocess.run([sys.executable, script, "save", partial, saved], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "and 1 run(s) still needed" in proc.stdout
+    name = Path(json.loads((saved / "tasks" / "gen-fashion-mnist-f0.005-s1-cgan.json").read_text())["run_dir"]).name
+    models = saved / "runs" / "models" / "generators" / name
+    assert (models / "generator.safetensors").is_file() and (saved / "runs" / "results" / "generators" / name).is_dir()
+    assert not (models / "checkpoint.pt").exists() and not (models / "generator.onnx").exists()
+    proc = subprocess.run([sys.executable, script, "restore", saved, tmp_path / "elsewhere"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.strip())
+    tasks = expand(study_config_from_dict(json.loads((folder / "config.json").read_text())["study"]))
+    done = finished_results(folder, tasks)
+    assert lost_inputs(tasks, done) == ([], [])  # nothing to train again
+    record = done["gen-fashion-mnist-f0.005-s1-cgan"]
+    assert Path(record["run_dir"]) == (tmp_path / "elsewhere").resolve() / "results" / "generators" / name
+    assert load_generator(record["run_dir"]).cfg.seed == 1
+    again = subprocess.run([sys.executable, script, "restore", saved, tmp_path / "elsewhere"],
+                           capture_output=True, text=True)
+    assert again.returncode != 0 and "exists; restore into another --out" in again.stderr
+    proc = subprocess.run([sys.executable, script, "save", reference, saved], capture_output=True, text=True)
+    assert proc.returncode == 0 and "and 0 run(s) still needed" in proc.stdout
+    assert not (saved / "runs").exists()
+
+
 def test_lost_generators_and_filter_classifiers_are_retrained_and_their_failed_users_retried(tmp_path):
     """A study carried without its run folders: a recorded generator or real-data classifier
     whose saved model is gone is trained again when an open task needs it (a confidence filter

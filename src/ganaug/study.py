@@ -182,17 +182,22 @@ def recorded_run(record: dict, kind: str):
     return run if same else None
 
 
-def lost_inputs(tasks: list[dict], done: dict[str, dict]) -> tuple[list[str], list[str]]:
-    """Recorded tasks whose saved model an unfinished (or failed) task still needs but which is
-    gone — a generator, or the real-data classifier a confidence filter uses — e.g. a study folder
-    carried to another machine without its runs; and the failed tasks that needed one of them.
-    Both are run again: same seed and subset, so the same weights and numbers."""
-    kinds = {t["id"]: t["kind"] for t in tasks}
+def needed_inputs(tasks: list[dict], done: dict[str, dict]) -> list[str]:
+    """Recorded tasks whose saved model an unfinished (or failed) task still needs: a generator,
+    or the real-data classifier a confidence filter uses."""
     open_tasks = [t for t in tasks if t["id"] not in done or "error" in done[t["id"]]]
     needed = {dep for t in open_tasks for dep in t["deps"].values()}
-    lost = [tid for tid in sorted(needed) if tid in done and "error" not in done[tid]
-            and recorded_run(done[tid], kinds[tid] + "s") is None]
-    retry = sorted(t["id"] for t in open_tasks if t["id"] in done and set(t["deps"].values()) & set(lost))
+    return [tid for tid in sorted(needed) if tid in done and "error" not in done[tid]]
+
+
+def lost_inputs(tasks: list[dict], done: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """Needed inputs (``needed_inputs``) whose run is gone, e.g. a study folder carried to another
+    machine without its runs; and the failed tasks that needed one of them. Both are run again:
+    same seed and subset, so the same weights and numbers."""
+    kinds = {t["id"]: t["kind"] for t in tasks}
+    lost = [tid for tid in needed_inputs(tasks, done) if recorded_run(done[tid], kinds[tid] + "s") is None]
+    retry = sorted(t["id"] for t in tasks if t["id"] in done and "error" in done[t["id"]]
+                   and set(t["deps"].values()) & set(lost))
     return lost, retry
 
 
