@@ -213,15 +213,15 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     study = tmp_path / "results" / "studies" / "smoke Run 1"
 
-    def in_flight() -> list[Path]:
-        """Run folders of started, unrecorded tasks that have not finished."""
-        runs = []
+    def in_flight() -> dict[str, Path]:
+        """Run folders of started, unrecorded tasks that have not finished, by task id."""
+        runs = {}
         for path in study.glob("started/*.json"):
             try:  # the study deletes a task's note once it has recorded the task
-                runs.append(Path(json.loads(path.read_text())["run_dir"]))
+                runs[path.stem] = Path(json.loads(path.read_text())["run_dir"])
             except FileNotFoundError:
                 continue
-        return [run for run in runs if (run / "INCOMPLETE").exists()]
+        return {tid: run for tid, run in runs.items() if (run / "INCOMPLETE").exists()}
 
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:  # wait for some, but not all, tasks to be recorded ...
@@ -237,6 +237,9 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     recorded = {p.name for p in (folder / "tasks").glob("*.json")}
     interrupted = in_flight()
     assert interrupted
+    interim = ganaug("study", "--interim", "--out", tmp_path)
+    assert interim.returncode == 0, interim.stderr
+    assert all(tid in interim.stdout.split("started, not finished: ")[1] for tid in interrupted)
     resumed = ganaug("study", "--resume", "--workers", "1", "--out", tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     assert f"({len(recorded)} already done)" in resumed.stdout
@@ -250,7 +253,7 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     assert len(runs) == len(expand(PRESETS["smoke"]))
     assert not [run for run in runs if (run / "INCOMPLETE").exists()]
     rows = read_rows(folder / "summary.csv") + read_rows(folder / "generators.csv")
-    assert {str(run.relative_to(tmp_path)) for run in interrupted} <= {r["run_dir"] for r in rows}
+    assert {str(run.relative_to(tmp_path)) for run in interrupted.values()} <= {r["run_dir"] for r in rows}
     assert not (folder / "started").exists()
 
 

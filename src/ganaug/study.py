@@ -434,8 +434,11 @@ def interim_report(out: str | Path, study: str | bool, say=print) -> Path:
     workers = default_workers(cfg.workers, cfg.threads_per_task)
     estimates = calibrated_estimates(cfg, tasks, results)
     left = sum(estimates[t["id"]] for t in tasks if t["id"] not in results) / workers
+    started = sorted(t["id"] for t in tasks if t["id"] not in results and started_path(study_dir, t["id"]).is_file())
     say(f"study {study_dir.name}: {len(results)} of {len(tasks)} tasks finished; about "
         f"{format_duration(left)} left on {workers} worker(s) (scaled by the finished tasks' times)")
+    if started:  # running now, or interrupted (then --resume continues their runs)
+        say(f"started, not finished: {', '.join(started)}")
     target = study_dir / INTERIM_DIR
     target.mkdir(exist_ok=True)
     write_outputs(study_dir, target, cfg, tasks, results, say)
