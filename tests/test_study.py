@@ -213,15 +213,20 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     study = tmp_path / "results" / "studies" / "smoke Run 1"
 
-    def in_flight() -> dict[str, Path]:
-        """Run folders of started, unrecorded tasks that have not finished, by task id."""
+    def noted() -> dict[str, Path]:
+        """The run folders of started, unrecorded tasks (started/<id>.json), by task id."""
         runs = {}
         for path in study.glob("started/*.json"):
             try:  # the study deletes a task's note once it has recorded the task
                 runs[path.stem] = Path(json.loads(path.read_text())["run_dir"])
             except FileNotFoundError:
                 continue
-        return {tid: run for tid, run in runs.items() if (run / "INCOMPLETE").exists()}
+        return runs
+
+    def in_flight() -> dict[str, Path]:
+        """Noted runs that are training: configured, not finished."""
+        return {tid: run for tid, run in noted().items()
+                if (run / "INCOMPLETE").exists() and (run / "config.json").exists()}
 
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:  # wait for some, but not all, tasks to be recorded ...
@@ -237,6 +242,13 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     recorded = {p.name for p in (folder / "tasks").glob("*.json")}
     interrupted = in_flight()
     assert interrupted
+    # A worker killed between creating its run folder and noting it (a few file operations) leaves
+    # that folder empty but for its INCOMPLETE marker; nothing is lost with it. A noted folder
+    # killed before its config.json was written is removed on resume and the task starts anew.
+    names = {run.name for run in noted().values()}
+    unnoted = [run for run in tmp_path.glob("results/*/*") if run.parent.name != "studies"
+               and (run / "INCOMPLETE").exists() and run.name not in names and not (run / "config.json").exists()]
+    assert all([p.name for p in run.iterdir()] == ["INCOMPLETE"] for run in unnoted)
     interim = ganaug("study", "--interim", "--out", tmp_path)
     assert interim.returncode == 0, interim.stderr
     assert all(tid in interim.stdout.split("started, not finished: ")[1] for tid in interrupted)
@@ -250,8 +262,8 @@ def test_killed_study_resumes_to_the_same_numbers(smoke_study, tmp_path):
     assert without_timing(got) == without_timing(want)
     # the runs the kill interrupted were continued in their own folders, not abandoned for new ones
     runs = list(tmp_path.glob("results/generators/*")) + list(tmp_path.glob("results/classifiers/*"))
-    assert len(runs) == len(expand(PRESETS["smoke"]))
-    assert not [run for run in runs if (run / "INCOMPLETE").exists()]
+    assert len(runs) == len(expand(PRESETS["smoke"])) + len(unnoted)
+    assert sorted(run for run in runs if (run / "INCOMPLETE").exists()) == sorted(unnoted)
     rows = read_rows(folder / "summary.csv") + read_rows(folder / "generators.csv")
     assert {str(run.relative_to(tmp_path)) for run in interrupted.values()} <= {r["run_dir"] for r in rows}
     assert not (folder / "started").exists()
@@ -331,6 +343,34 @@ def test_saved_records_restore_and_resume_to_the_same_numbers(smoke_study, tmp_p
     assert "Interim" not in (folder / "report.md").read_text()
     again = ganaug("study", "--interim", folder, "--out", tmp_path / "elsewhere")
     assert again.returncode == 2 and "has finished; its report is" in again.stderr
+
+
+def test_a_started_task_continues_its_own_run_only(tmp_path):
+    """started/<id>.json names the run folder a task trains in. On resume the task continues that
+    run if it is the task's own; a noted folder killed before its config.json was written holds
+    only its INCOMPLETE marker and is removed (the task starts a new run); a folder that another
+    task's run now holds, or a missing one, is left alone."""
+    from ganaug.runs import allocate_run
+    from ganaug.study import started_path, started_run
+
+    task = next(t for t in expand(PRESETS["smoke"]) if t["kind"] == "generator")
+    claim = started_path(tmp_path / "study", task["id"])
+    assert started_run(claim, task) is None  # never started
+    empty = allocate_run(tmp_path, "generators", "CGANOriginalGenerator")
+    claim.parent.mkdir(parents=True)
+    claim.write_text(json.dumps({"run_dir": str(empty.results)}))
+    assert started_run(claim, task) is None
+    assert not empty.results.exists() and not empty.models.exists()
+    run = allocate_run(tmp_path, "generators", "CGANOriginalGenerator")
+    (run.results / "config.json").write_text(json.dumps({"arch": task["family"], "seed": task["seed"],
+                                                         "fraction": task["fraction"]}))
+    claim.write_text(json.dumps({"run_dir": str(run.results)}))
+    assert started_run(claim, task) == run
+    (run.results / "config.json").write_text(json.dumps({"arch": task["family"], "seed": task["seed"] + 1,
+                                                         "fraction": task["fraction"]}))
+    assert started_run(claim, task) is None and run.results.exists()  # another seed's run: not ours
+    claim.write_text(json.dumps({"run_dir": str(tmp_path / "results" / "generators" / "gone Run 1")}))
+    assert started_run(claim, task) is None
 
 
 def test_saved_records_carry_the_models_an_unfinished_cell_needs(smoke_study, tmp_path):

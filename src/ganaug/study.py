@@ -127,14 +127,23 @@ def started_path(study_dir: Path, task_id: str) -> Path:
 def started_run(claim: Path, task: dict):
     """The run folder an earlier, killed attempt at ``task`` trained in, if it is still there and
     is that task's run (its config.json has the task's data set part and seed, and its family or
-    architecture); else None, and the task starts a new run."""
+    architecture); else None, and the task starts a new run. A noted folder that was killed
+    before it wrote its config.json holds nothing but its INCOMPLETE marker: it is removed."""
     if not claim.is_file():
         return None
     kind = task["kind"] + "s"
     try:
         run = resolve_run(read_json(claim)["run_dir"], kind)
-        config = read_json(run.results / "config.json")
     except (UserError, KeyError, OSError, ValueError):
+        return None
+    if not (run.results / "config.json").exists():
+        for folder in (run.results, run.models):
+            if folder.is_dir() and all(p.name == INCOMPLETE_MARKER or p.name.startswith(".") for p in folder.iterdir()):
+                shutil.rmtree(folder)
+        return None
+    try:
+        config = read_json(run.results / "config.json")
+    except (UserError, OSError, ValueError):
         return None
     finished = (run.results / "metrics.json").is_file() and not (run.results / INCOMPLETE_MARKER).exists()
     if finished and finished_run(run.results, kind) is None:

@@ -56,8 +56,8 @@ def training_set(cfg: ClassifierConfig, data: RealData, device: torch.device, pr
 
 def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Path,
                      on_start=None) -> ClassifierResult:
-    """A new classifier run. ``on_start(run)`` is called once its folder and config.json exist
-    (the study notes where a task trains, to continue it there after a kill)."""
+    """A new classifier run. ``on_start(run)`` is called as soon as its folder exists (the study
+    notes where a task trains, to continue it there after a kill)."""
     out = Path(out)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -66,6 +66,8 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
     backbone = init_transfer(cfg, data_dir, out, device, precision) if cfg.arch == "transfer" else None
 
     run = allocate_run(out, "classifiers", classifier_label(cfg))
+    if on_start is not None:
+        on_start(run)
     config = {**cfg.to_dict(), "label": run.name, "data_dir": str(Path(data_dir).resolve()),
               "device_resolved": str(device), "precision_resolved": precision,
               "counts": {**data.counts(), "synthetic": 0 if synthetic is None else synthetic["count"]},
@@ -73,8 +75,6 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
               "synthetic": synthetic, "backbone": None if backbone is None else backbone.describe(),
               "versions": versions()}
     atomic_write_json(run.results / "config.json", config)
-    if on_start is not None:
-        on_start(run)
     return _train_and_finish(run, cfg, config, data, train_x, train_y, backbone, device, precision, None)
 
 

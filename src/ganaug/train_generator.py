@@ -266,19 +266,19 @@ def generator_model_config(cfg: GeneratorConfig, info: DatasetInfo) -> dict:
 def train_generator(cfg: GeneratorConfig, data_dir: str | Path, out: str | Path,
                     on_start=None) -> GeneratorResult:
     """A new generator run: train, checkpoint every epoch, then write its folders. ``on_start(run)``
-    is called once its folder and config.json exist (the study notes where a task trains)."""
+    is called as soon as its folder exists (the study notes where a task trains)."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     data = prepare(data_dir, cfg.dataset, cfg.fraction, cfg.seed, cfg.val_fraction)
     state = build_state(cfg, data.info, device)
     run = allocate_run(out, "generators", generator_label(cfg))
+    if on_start is not None:
+        on_start(run)
     config = {**cfg.to_dict(), "label": run.name, "data_dir": str(Path(data_dir).resolve()),
               "device_resolved": str(device), "precision_resolved": precision,
               "counts": data.counts(), "epochs_total": total_epochs(cfg, len(data.train_y)),
               "versions": versions()}
     atomic_write_json(run.results / "config.json", config)
-    if on_start is not None:
-        on_start(run)
     return _train_and_finish(run, cfg, config, state, data, device, precision)
 
 
