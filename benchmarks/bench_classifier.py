@@ -12,7 +12,7 @@ What is compared, in one process, on real Fashion-MNIST training images:
   ``nll_loss``; ganaug's output logits, so the loss is ``cross_entropy`` (the same computation).
 * ganaug: the real ``ganaug.fit.fit`` with the architecture's defaults from ``CLASSIFIER_DEFAULTS``
   (batch size, channels-last, AdamW + schedule, label smoothing) and the precision
-  ``resolve_precision("auto")`` picks, on one epoch of the same images; its own
+  ``--precision auto`` (``ganaug.precision``) picks, on one epoch of the same images; its own
   ``images_per_second`` counts training steps only (validation is excluded).
 
 Why it is fair: both train the same ``nn.Module`` class from ``ganaug.models`` with the same thread
@@ -50,8 +50,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import ganaug.fit
 from ganaug.config import CLASSIFIER_DEFAULTS
 from ganaug.data import get_dataset, load_split
-from ganaug.fit import build_classifier, fit
-from ganaug.runtime import resolve_precision, set_threads, training_env, tune_malloc
+from ganaug.fit import build_classifier, fit, step_probe
+from ganaug.precision import training_precision
+from ganaug.runtime import set_threads, training_env, tune_malloc
 
 from common import (TutorialFashionMNIST, alternate_rounds, finish_report, matmul_peaks, peaks_line,
                     start_report)
@@ -144,9 +145,11 @@ def malloc_child(args) -> None:
     n = (args.warmup_steps + args.malloc_steps) * optim.batch_size
     probe = StepProbe()
     ganaug.fit.progress_bar = lambda *a, **k: probe
-    fit(build_classifier("cnn", get_dataset("fashion-mnist")), optim, x[:n], y[:n],
-        x[-256:], y[-256:], device=torch.device("cpu"),
-        precision=resolve_precision("auto", torch.device("cpu")),
+    info, cpu = get_dataset("fashion-mnist"), torch.device("cpu")
+    precision, _ = training_precision("auto", cpu, lambda: step_probe(
+        build_classifier("cnn", info), optim, info.num_classes, cpu))
+    fit(build_classifier("cnn", info), optim, x[:n], y[:n],
+        x[-256:], y[-256:], device=cpu, precision=precision,
         generator=torch.Generator().manual_seed(0))
     (t0, f0), (t1, f1) = probe.marks[args.warmup_steps - 1], probe.marks[-1]
     print(json.dumps({"images_per_second": args.malloc_steps * optim.batch_size / (t1 - t0),
@@ -176,7 +179,9 @@ def compare(args, report: dict) -> None:
     info = get_dataset("fashion-mnist")
     x, y = load_split(args.data_dir, "fashion-mnist", "train")
     x, y, val_x, val_y = x[:args.images], y[:args.images], x[-VAL_IMAGES:], y[-VAL_IMAGES:]
-    precision = resolve_precision("auto", device)
+    precision, choice = training_precision("auto", device, lambda: step_probe(
+        build_classifier(args.arch, info), CLASSIFIER_DEFAULTS[args.arch], info.num_classes, device))
+    report["precision_choice"] = choice
     flops = train_flops_per_image(build_classifier(args.arch, info))
     peaks = matmul_peaks()
     runs = {"tutorial": lambda: run_tutorial(args.arch, info, x, y, device, args.warmup_steps),

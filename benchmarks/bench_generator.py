@@ -17,7 +17,7 @@ MLP G and D; ``cdcgan``: convolutional G and D with a label plane):
   are left out). No DiffAugment, no EMA: the scripts have neither.
 * ganaug: the real ``ganaug.train_generator.train_loop`` (uint8 images in memory batched by index,
   ``to_input``, ``train_step``) for one epoch, with the family's ``GENERATOR_DEFAULTS`` (batch size,
-  channels-last, DiffAugment, EMA, Adam settings) and the precision ``resolve_precision("auto")``
+  channels-last, DiffAugment, EMA, Adam settings) and the precision ``--precision auto`` (``ganaug.precision``)
   picks; and the same again in fp32 so the share of bf16 is visible. Its images/s is
   ``train_loop``'s own clock (``state.seconds``), which the CLI reports as ``train_images_per_second``.
 
@@ -61,8 +61,9 @@ from ganaug.data import get_dataset, load_split
 from ganaug.fit import to_input
 from ganaug.gan_config import GENERATOR_DEFAULTS, generator_config
 from ganaug.models.generators import GENERATORS
-from ganaug.runtime import resolve_precision, set_threads, tune_malloc
-from ganaug.train_generator import build_state, steps_per_epoch, train_loop, train_step
+from ganaug.precision import training_precision
+from ganaug.runtime import set_threads, tune_malloc
+from ganaug.train_generator import build_state, step_probe, steps_per_epoch, train_loop, train_step
 
 from common import (TutorialFashionMNIST, alternate_rounds, finish_report, matmul_peaks, peaks_line,
                     start_report)
@@ -199,8 +200,10 @@ def sweep_variants(family: str, precision: str, batches) -> list[dict]:
     return rows
 
 
-def measure_family(family: str, info, x, y, args, precision: str, peaks: dict) -> dict:
+def measure_family(family: str, info, x, y, args, peaks: dict) -> dict:
     batch = GENERATOR_DEFAULTS[family].batch_size
+    cfg = generator_config(family, epochs=1)
+    precision, choice = training_precision("auto", CPU, lambda: step_probe(cfg, info, CPU))
     runs = {"tutorial": lambda: run_tutorial(family, info, x, y, args.warmup_steps),
             "ganaug": lambda: run_ganaug(family, info, x, y, precision, args.warmup_steps)}
     specs = {"tutorial": (TUTORIAL_BATCH, "fp32"), "ganaug": (batch, precision)}
@@ -222,7 +225,8 @@ def measure_family(family: str, info, x, y, args, precision: str, peaks: dict) -
     tutorial_ips = pipelines["tutorial"]["images_per_second"]
     ratios = {name: p["images_per_second"] / tutorial_ips
               for name, p in pipelines.items() if name != "tutorial"}
-    result = {"defaults": asdict(GENERATOR_DEFAULTS[family]),
+    result = {"defaults": asdict(GENERATOR_DEFAULTS[family]), "precision_auto": precision,
+              "precision_choice": choice,
               "train_flops_per_image": flops, "train_flops_per_image_tutorial": flops_tutorial,
               "pipelines": pipelines, "ratio_over_tutorial": ratios, "target_ratio": TARGETS[family]}
 
@@ -290,12 +294,11 @@ def main() -> None:
     n = min(args.images, len(y))
     n -= n % TUTORIAL_BATCH == 1
     x, y = x[:n], y[:n]
-    precision = resolve_precision("auto", CPU)
     report = start_report(tuned)
-    report.update(images=n, rounds=args.rounds, warmup_steps=args.warmup_steps, precision_auto=precision)
+    report.update(images=n, rounds=args.rounds, warmup_steps=args.warmup_steps)
     peaks = report["matmul_peak_gflops"] = matmul_peaks()
     print(peaks_line(peaks))
-    report["families"] = {family: measure_family(family, info, x, y, args, precision, peaks)
+    report["families"] = {family: measure_family(family, info, x, y, args, peaks)
                           for family in args.family}
     finish_report(report, args.out)
 

@@ -9,6 +9,7 @@ import gzip
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,11 @@ CLI_TIMEOUT = 300  # seconds; a bound so a hung child fails the test instead of 
 # The variable reaches the processes a test starts; numpy's BLAS in this process was loaded
 # before conftest ran (with a thread per core), so its pool is limited here too: two workers'
 # BLAS threads on 2 cores made the in-process generator metrics 3.5x slower (93 s against 26 s).
+# --precision auto caches its measured choice per machine and model; the tests keep theirs in one
+# temporary folder per test session (shared by the xdist workers and the processes they start).
+os.environ.setdefault("GANAUG_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"ganaug-test-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"))
+
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
                                                      // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
@@ -70,6 +76,7 @@ def raw_idx() -> dict[str, bytes]:
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANAUG_")}
     env["GANAUG_PROGRESS"] = "0"
+    env["GANAUG_CACHE_DIR"] = os.environ["GANAUG_CACHE_DIR"]
     env.update(extra)
     return env
 

@@ -4,9 +4,11 @@ exact files it writes, checked from outside ganaug where possible (ONNX on the r
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -110,6 +112,14 @@ def test_model_info_and_config(cnn_runs):
     assert config["counts"] == {"train": 540, "val": 60, "test": 10000, "synthetic": 0}
     assert config["train_per_class"] == [54] * 10
     assert config["versions"]["torch"] == torch.__version__ and "ganaug" in config["versions"]
+    choice = config["precision_choice"]  # --precision auto, and why it resolved as it did
+    if choice["rule"] == "measured":  # native bf16 here: a timed step of this CNN, cached
+        cached = json.loads(Path(choice["cache"]).read_text())
+        assert Path(choice["cache"]).is_relative_to(os.environ["GANAUG_CACHE_DIR"])
+        assert cached["precision"] == config["precision_resolved"] and cached["key"]["batch"] == 256
+        assert cached["step_ms"] == choice["step_ms"]
+    else:
+        assert choice == {"rule": "no native bf16"} and config["precision_resolved"] == "fp32"
     model_config = json.loads((run.models / "config.json").read_text())
     assert model_config["class_names"] == list(FASHION_CLASSES)
     assert model_config["onnx"]["input"] == "image" and model_config["onnx"]["output"] == "logits"

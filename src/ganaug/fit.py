@@ -1,12 +1,13 @@
 """The classifier training loop as explicit functions: build, fit (best epoch by validation), predict.
 
 The data set lives in memory as uint8 tensors; a step gathers a batch by index, scales it to
-[0, 1], optionally augments it, and runs the model under bf16 autocast where that is native.
+[0, 1], optionally augments it, and runs the model under bf16 autocast where that is native and faster (ganaug.precision).
 No per-sample Python, PIL or DataLoader workers are on this path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from torch import nn
 from .augment import ClassicalAugment
 from .checkpoint import restore_rng, rng_state, save_checkpoint
 from .config import OptimConfig
-from .data import DatasetInfo
+from .data import IMAGE_SIZE, DatasetInfo
 from .models.classifiers import CLASSIFIERS
 from .progress import progress_bar
 from .runtime import autocast, ema_model
@@ -42,6 +43,35 @@ def to_input(x_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1] (the contract's model input)."""
     x = x_uint8.unsqueeze(1).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def model_digest(*models: nn.Module) -> str:
+    """A short name for the architectures of ``models`` (their layer listing)."""
+    return hashlib.sha256("".join(repr(m) for m in models).encode()).hexdigest()[:16]
+
+
+def step_probe(model: nn.Module, optim: OptimConfig, num_classes: int, device: torch.device):
+    """``training_precision``'s key and step for training ``model``: one optimiser step on a
+    random batch of the run's size, on ``model``, which must be a throwaway build of the run's
+    architecture (it is trained on noise)."""
+    model.to(device).train()
+    if optim.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt, _ = make_optimizer(model, optim, total_steps=1)
+    x = to_input(torch.randint(0, 256, (optim.batch_size, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8),
+                 optim.channels_last).to(device)
+    y = torch.randint(0, num_classes, (optim.batch_size,)).to(device)
+
+    def step(precision: str) -> None:
+        with autocast(device, precision):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    key = {"step": "classifier", "model": type(model).__name__, "layers": model_digest(model),
+           "batch": optim.batch_size, "channels_last": optim.channels_last}
+    return key, step
 
 
 def make_optimizer(model: nn.Module, optim: OptimConfig, total_steps: int):

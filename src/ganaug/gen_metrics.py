@@ -133,14 +133,16 @@ def cas_accuracy(images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo, 
     """
     from .config import classifier_config
     from .data import split_indices
-    from .fit import fit, scores
-    from .runtime import resolve_precision, seed_everything
+    from .fit import fit, scores, step_probe
+    from .precision import training_precision
+    from .runtime import seed_everything
 
     cfg = classifier_config(REFERENCE_ARCH, dataset=info.name, seed=seed)
     train_idx, val_idx = split_indices(labels, 1.0, seed, cfg.val_fraction, info.num_classes)
     generator = seed_everything(seed)
     model = build_classifier(REFERENCE_ARCH, info)
-    precision = resolve_precision("auto", device)
+    precision, _ = training_precision("auto", device, lambda: step_probe(
+        build_classifier(REFERENCE_ARCH, info), cfg.optim, info.num_classes, device))
     fit(model, cfg.optim, images[train_idx], labels[train_idx], images[val_idx], labels[val_idx],
         device=device, precision=precision, generator=generator, description="CAS classifier")
     test_x, test_y = load_cached(data_dir, info.name, "test")

@@ -18,9 +18,10 @@ import torch
 from .data import get_dataset, load_cached, prepare
 from .errors import UserError
 from .export import load_weights, save_weights
-from .fit import EVAL_BATCH, build_classifier, fit, predict, scores, to_input
+from .fit import EVAL_BATCH, build_classifier, fit, predict, scores, step_probe, to_input
 from .runs import atomic_write_json, versions
-from .runtime import resolve_device, resolve_precision, seed_everything
+from .precision import training_precision
+from .runtime import resolve_device, seed_everything
 
 REFERENCE_VERSION = "v1"
 REFERENCE_ARCH = "cnn"
@@ -84,8 +85,11 @@ def build_reference(dataset: str, data_dir: str | Path, device: str = "auto") ->
     data = prepare(data_dir, dataset, 1.0, REFERENCE_SEED, cfg.val_fraction)
     generator = seed_everything(REFERENCE_SEED)
     model = build_classifier(REFERENCE_ARCH, data.info, **REFERENCE_KWARGS)
+    precision, _ = training_precision("auto", dev, lambda: step_probe(
+        build_classifier(REFERENCE_ARCH, data.info, **REFERENCE_KWARGS), cfg.optim,
+        data.info.num_classes, dev))
     result = fit(model, cfg.optim, data.train_x, data.train_y, data.val_x, data.val_y, device=dev,
-                 precision=resolve_precision("auto", dev), generator=generator,
+                 precision=precision, generator=generator,
                  description=f"reference network ({dataset})")
     model = model.cpu().eval()
     test_x, test_y = load_cached(data_dir, dataset, "test")

@@ -279,7 +279,8 @@ def caveat_items(stats: dict, n_tests: int) -> list[str]:
     if len(precision) > 1:
         items.append("Mixed numerics: " + ", ".join(f"{n} classifiers {k}" for k, n in precision.items())
                      + " (with precision auto, a study resumed on another machine trains in that machine's "
-                     "precision: bf16 autocast only where the CPU has native bf16). A seed "
+                     "precision: bf16 autocast only where the CPU has native bf16 and a timed step "
+                     "was faster). A seed "
                      "still draws the same real subset, but trains to slightly different weights under "
                      "another precision, so the pairing is by data, not by bits.")
     short = [c for c in cells if c["n"] < max_n]

@@ -58,12 +58,6 @@ def bf16_native(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if bf16_native(device) else "fp32"
-    return precision
-
-
 def autocast(device: torch.device, precision: str):
     """bf16 autocast for the forward pass of training; a no-op for fp32."""
     if precision == "bf16":

@@ -18,12 +18,13 @@ from .data import RealData, prepare
 from .errors import UserError
 from .export import export_classifier, onnx_max_abs_diff, save_weights
 from .fit import (EpochCheckpoint, FitResult, build_classifier, fit, per_class_counts, per_class_f1,
-                  predict, scores)
+                  predict, scores, step_probe)
 from .models.classifiers import CLASSIFIER_NAMES
 from .models.layers import count_parameters
+from .precision import training_precision
 from .runs import (INCOMPLETE_MARKER, Run, allocate_run, atomic_write_json, atomic_write_text, read_json,
                    resolve_run, run_label, versions)
-from .runtime import resolve_device, resolve_precision, seed_everything
+from .runtime import resolve_device, seed_everything
 from .tblog import ScalarLogger
 
 PARITY_BATCH = 64  # images checked against onnxruntime right after export
@@ -60,8 +61,10 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
     notes where a task trains, to continue it there after a kill)."""
     out = Path(out)
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
     data = prepare(data_dir, cfg.dataset, cfg.fraction, cfg.seed, cfg.val_fraction)
+    precision, precision_choice = training_precision(cfg.precision, device, lambda: step_probe(
+        build_classifier(cfg.arch, data.info, **model_kwargs(cfg)), cfg.optim, data.info.num_classes,
+        device))
     train_x, train_y, synthetic = training_set(cfg, data, device, precision, out)
     backbone = init_transfer(cfg, data_dir, out, device, precision) if cfg.arch == "transfer" else None
 
@@ -70,7 +73,7 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
         on_start(run)
     config = {**cfg.to_dict(), "label": run.name, "data_dir": str(Path(data_dir).resolve()),
               "device_resolved": str(device), "precision_resolved": precision,
-              "counts": {**data.counts(), "synthetic": 0 if synthetic is None else synthetic["count"]},
+              "precision_choice": precision_choice, "counts": {**data.counts(), "synthetic": 0 if synthetic is None else synthetic["count"]},
               "train_per_class": per_class_counts(data.train_y, data.info.num_classes),
               "synthetic": synthetic, "backbone": None if backbone is None else backbone.describe(),
               "versions": versions()}

@@ -20,14 +20,15 @@ from torch.optim.swa_utils import AveragedModel
 
 from .augment import diff_augment
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, rng_state, save_checkpoint
-from .data import DatasetInfo, prepare
+from .data import IMAGE_SIZE, DatasetInfo, prepare
 from .errors import UserError
-from .fit import to_input
+from .fit import model_digest, to_input
 from .gan_config import GeneratorConfig, generator_config_from_dict
 from .models.generators import GENERATORS, Family, build_generator
+from .precision import training_precision
 from .progress import progress_bar
 from .runs import INCOMPLETE_MARKER, Run, allocate_run, atomic_write_json, read_json, resolve_run, run_label, versions
-from .runtime import autocast, ema_model, resolve_device, resolve_precision, seed_everything
+from .runtime import autocast, ema_model, resolve_device, seed_everything
 from .tblog import ScalarLogger
 
 
@@ -178,6 +179,26 @@ def train_step(state: GanState, family: Family, cfg: GeneratorConfig, real: torc
                         out_fake.detach().float().mean()])
 
 
+def step_probe(cfg: GeneratorConfig, info: DatasetInfo, device):
+    """``training_precision``'s key and step for training ``cfg``'s G and D: one ``train_step``
+    of throwaway models on a random real batch of the run's size."""
+    state = build_state(cfg, info, device)
+    b = cfg.optim.batch_size
+    real = to_input(torch.randint(0, 256, (b, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8),
+                    cfg.optim.channels_last).to(device)
+    real_y = torch.randint(0, info.num_classes, (b,)).to(device)
+    family = GENERATORS[cfg.arch]
+
+    def step(precision: str) -> None:
+        train_step(state, family, cfg, real, real_y, info.num_classes, device, precision)
+
+    o = cfg.optim
+    key = {"step": "generator", "arch": cfg.arch, "layers": model_digest(state.g, state.d),
+           "batch": b, "channels_last": o.channels_last, "diffaugment": o.diffaugment,
+           "ema": o.ema, "mode_seeking": bool(o.mode_seeking)}
+    return key, step
+
+
 def train_loop(state: GanState, cfg: GeneratorConfig, x: torch.Tensor, y: torch.Tensor,
                num_classes: int, device, precision: str, on_epoch_end, description: str) -> None:
     family = GENERATORS[cfg.arch]
@@ -268,21 +289,22 @@ def train_generator(cfg: GeneratorConfig, data_dir: str | Path, out: str | Path,
     """A new generator run: train, checkpoint every epoch, then write its folders. ``on_start(run)``
     is called as soon as its folder exists (the study notes where a task trains)."""
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
     data = prepare(data_dir, cfg.dataset, cfg.fraction, cfg.seed, cfg.val_fraction)
+    precision, precision_choice = training_precision(cfg.precision, device,
+                                                     lambda: step_probe(cfg, data.info, device))
     state = build_state(cfg, data.info, device)
     run = allocate_run(out, "generators", generator_label(cfg))
     if on_start is not None:
         on_start(run)
     config = {**cfg.to_dict(), "label": run.name, "data_dir": str(Path(data_dir).resolve()),
               "device_resolved": str(device), "precision_resolved": precision,
-              "counts": data.counts(), "epochs_total": total_epochs(cfg, len(data.train_y)),
+              "precision_choice": precision_choice, "counts": data.counts(), "epochs_total": total_epochs(cfg, len(data.train_y)),
               "versions": versions()}
     atomic_write_json(run.results / "config.json", config)
     return _train_and_finish(run, cfg, config, state, data, device, precision)
 
 
-def resume_generator(run_dir: str | Path, precision_override: str | None = None) -> GeneratorResult:
+def resume_generator(run_dir: str | Path) -> GeneratorResult:
     """Continue an interrupted run in its own folder from its last checkpoint."""
     run = resolve_run(run_dir, "generators")
     if not (run.results / INCOMPLETE_MARKER).exists() and (run.results / "metrics.json").exists():
