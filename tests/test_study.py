@@ -14,7 +14,7 @@ import pytest
 
 from conftest import DATA_DIR, assert_user_error, cli_env, ganaug
 from ganaug.errors import UserError
-from ganaug.study import expand
+from ganaug.study_tasks import expand
 from ganaug.study_time import calibrate
 from ganaug.study_config import PRESETS, StudyConfig, load_study_config
 
@@ -352,7 +352,7 @@ def test_a_started_task_continues_its_own_run_only(tmp_path):
     only its INCOMPLETE marker and is removed (the task starts a new run); a folder that another
     task's run now holds, or a missing one, is left alone."""
     from ganaug.runs import allocate_run
-    from ganaug.study import started_path, started_run
+    from ganaug.study_tasks import started_path, started_run
 
     task = next(t for t in expand(PRESETS["smoke"]) if t["kind"] == "generator")
     claim = started_path(tmp_path / "study", task["id"])
@@ -370,6 +370,13 @@ def test_a_started_task_continues_its_own_run_only(tmp_path):
     (run.results / "config.json").write_text(json.dumps({"arch": task["family"], "seed": task["seed"] + 1,
                                                          "fraction": task["fraction"]}))
     assert started_run(claim, task) is None and run.results.exists()  # another seed's run: not ours
+    (run.results / "config.json").write_text(json.dumps({"arch": task["family"], "seed": task["seed"],
+                                                         "fraction": task["fraction"]}))
+    (run.results / "INCOMPLETE").unlink()  # marked finished, but it has no metrics or model: not adopted
+    assert started_run(claim, task) is None
+    (run.results / "metrics.json").write_text("{}")
+    (run.models / "generator.safetensors").write_bytes(b"weights")
+    assert started_run(claim, task) == run  # finished and not recorded: the task adopts it
     claim.write_text(json.dumps({"run_dir": str(tmp_path / "results" / "generators" / "gone Run 1")}))
     assert started_run(claim, task) is None
 
@@ -383,7 +390,7 @@ def test_saved_records_carry_the_models_an_unfinished_cell_needs(smoke_study, tm
     import sys
 
     from ganaug.generate import load_generator
-    from ganaug.study import finished_results, lost_inputs
+    from ganaug.study_tasks import finished_results, lost_inputs
     from ganaug.study_config import study_config_from_dict
 
     _, reference, _ = smoke_study
@@ -426,7 +433,7 @@ def test_lost_generators_and_filter_classifiers_are_retrained_and_their_failed_u
     inputs whose models are still there, and inputs no open task needs, are left alone."""
     from dataclasses import replace
 
-    from ganaug.study import expand, lost_inputs
+    from ganaug.study_tasks import expand, lost_inputs
     from ganaug.study_config import PRESETS
 
     smoke = PRESETS["smoke"]

@@ -62,7 +62,7 @@ def worker_init(threads: int) -> None:
 
 
 def execute(task: dict, context: dict) -> dict:
-    from .study import run_task
+    from .study_tasks import run_task
 
     return run_task(task, context)
 
