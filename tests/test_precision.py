@@ -73,10 +73,14 @@ def test_the_choice_is_measured_once_and_reused(native_bf16):
 
 def test_the_first_process_to_cache_a_choice_wins(tmp_path):
     path = tmp_path / "precision" / "key.json"
-    assert prec._cached_choice(path, {"precision": "bf16"}) == {"precision": "bf16"}
+    first = {"precision": "bf16", "step_ms": {"fp32": 2.0, "bf16": 1.0}}
+    assert prec._cached_choice(path, first) == first
     # a second worker that measured at the same time adopts the first one's choice
-    assert prec._cached_choice(path, {"precision": "fp32"}) == {"precision": "bf16"}
+    assert prec._cached_choice(path, {"precision": "fp32", "step_ms": {"fp32": 1.0, "bf16": 2.0}}) == first
     assert [p.name for p in path.parent.iterdir()] == ["key.json"]  # no temporary files left
+    path.write_text("{trunc")  # an unreadable entry (e.g. a full disk) is replaced by the next choice
+    assert prec._cached_choice(path, {"precision": "fp32", "step_ms": {}})["precision"] == "fp32"
+    assert prec._read_choice(path)["precision"] == "fp32"
 
 
 def test_an_unwritable_cache_still_trains(native_bf16):

@@ -71,6 +71,16 @@ def decide(seconds: dict[str, float]) -> str:
     return "bf16" if seconds["fp32"] >= MIN_SPEEDUP * seconds["bf16"] else "fp32"
 
 
+def _read_choice(path: Path) -> dict | None:
+    """A cached choice, or None if there is none (or it is unreadable: it is measured again)."""
+    try:
+        choice = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(choice, dict) and choice.get("precision") in ("fp32", "bf16") and "step_ms" in choice
+    return choice if ok else None
+
+
 def _cached_choice(path: Path, choice: dict) -> dict:
     """Write ``choice`` to ``path`` unless a choice is there already; return the one that is."""
     try:
@@ -81,11 +91,13 @@ def _cached_choice(path: Path, choice: dict) -> dict:
         try:
             os.link(tmp, path)  # atomic and exclusive: fails if another process cached first
         except FileExistsError:
-            pass
+            if _read_choice(path) is None:  # an unreadable entry is replaced, not kept forever
+                os.replace(tmp, path)
         finally:
-            os.unlink(tmp)
-        return json.loads(path.read_text())
-    except (OSError, ValueError):  # no writable cache: this run uses its own measurement
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return _read_choice(path) or choice
+    except OSError:  # no writable cache: this run uses its own measurement
         return choice
 
 
@@ -95,7 +107,8 @@ def training_precision(precision: str, device: torch.device,
 
     ``probe()`` returns a key describing the training step (model, batch size) and
     ``step(precision)``, which runs one on throwaway models (never the run's model, optimiser or
-    random streams); it is called only when a measurement is due.
+    random streams). Only ``auto`` on a CPU with native bf16 calls ``probe``, and ``step`` runs
+    only when nothing is cached for the key.
     """
     if precision != "auto":
         return precision, {"rule": "requested"}
@@ -109,13 +122,12 @@ def training_precision(precision: str, device: torch.device,
                 "torch": torch.__version__}
     digest = hashlib.sha256(json.dumps(full_key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / "precision" / f"{digest}.json"
-    try:
-        choice = json.loads(path.read_text())
-    except (OSError, ValueError):
+    choice = _read_choice(path)
+    if choice is None:
         with torch.random.fork_rng(devices=[]), torch.enable_grad():
             seconds = measure(step)
         choice = _cached_choice(path, {"precision": decide(seconds), "key": full_key,
                                        "step_ms": {p: round(s * 1e3, 2) for p, s in seconds.items()},
                                        "min_speedup": MIN_SPEEDUP})
     return choice["precision"], {"rule": "measured", "step_ms": choice["step_ms"],
-                                 "min_speedup": choice["min_speedup"], "cache": str(path)}
+                                 "min_speedup": choice.get("min_speedup", MIN_SPEEDUP), "cache": str(path)}
