@@ -1,7 +1,8 @@
 """The classifier training loop as explicit functions: build, fit (best epoch by validation), predict.
 
 The data set lives in memory as uint8 tensors; a step gathers a batch by index, scales it to
-[0, 1], optionally augments it, and runs the model under bf16 autocast where that is native and faster (ganaug.precision).
+[0, 1], optionally augments it, and runs the model under bf16 autocast where that is native and
+measured faster (``ganaug.precision``).
 No per-sample Python, PIL or DataLoader workers are on this path.
 """
 

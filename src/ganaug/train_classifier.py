@@ -73,7 +73,8 @@ def train_classifier(cfg: ClassifierConfig, data_dir: str | Path, out: str | Pat
         on_start(run)
     config = {**cfg.to_dict(), "label": run.name, "data_dir": str(Path(data_dir).resolve()),
               "device_resolved": str(device), "precision_resolved": precision,
-              "precision_choice": precision_choice, "counts": {**data.counts(), "synthetic": 0 if synthetic is None else synthetic["count"]},
+              "precision_choice": precision_choice,
+              "counts": {**data.counts(), "synthetic": 0 if synthetic is None else synthetic["count"]},
               "train_per_class": per_class_counts(data.train_y, data.info.num_classes),
               "synthetic": synthetic, "backbone": None if backbone is None else backbone.describe(),
               "versions": versions()}

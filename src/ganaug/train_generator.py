@@ -298,7 +298,8 @@ def train_generator(cfg: GeneratorConfig, data_dir: str | Path, out: str | Path,
         on_start(run)
     config = {**cfg.to_dict(), "label": run.name, "data_dir": str(Path(data_dir).resolve()),
               "device_resolved": str(device), "precision_resolved": precision,
-              "precision_choice": precision_choice, "counts": data.counts(), "epochs_total": total_epochs(cfg, len(data.train_y)),
+              "precision_choice": precision_choice, "counts": data.counts(),
+              "epochs_total": total_epochs(cfg, len(data.train_y)),
               "versions": versions()}
     atomic_write_json(run.results / "config.json", config)
     return _train_and_finish(run, cfg, config, state, data, device, precision)
