@@ -40,7 +40,8 @@ def common_options() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (auto uses CUDA if present)")
     g.add_argument("--precision", default="auto",
-                   help="auto, fp32 or bf16 (auto: bf16 autocast where the hardware has it natively and a timed training step shows it is faster; measured once per machine and model, cached)")
+                   help="auto, fp32 or bf16 (auto: bf16 autocast where the hardware has it natively "
+                        "and a timed training step is faster; measured once per machine and model, cached)")
     g.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default: all cores)")
     return p
