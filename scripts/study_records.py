@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ganaug.runs import INCOMPLETE_MARKER, atomic_write_json, read_json  # noqa: E402
-from ganaug.study_tasks import TASKS_DIR, expand, finished_results, needed_inputs, recorded_run  # noqa: E402
 from ganaug.study_config import study_config_from_dict  # noqa: E402
+from ganaug.study_tasks import TASKS_DIR, expand, finished_results, needed_inputs, recorded_run  # noqa: E402
 
 RUNS_DIR = "runs"  # saved runs, laid out as under the study's --out (results/..., models/...)
 LEFT_OUT = {"checkpoint.pt", "model.onnx", "generator.onnx", "tensorboard"}  # not needed to use a run
