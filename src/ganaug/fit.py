@@ -51,9 +51,21 @@ def model_digest(*models: nn.Module) -> str:
     return hashlib.sha256("".join(repr(m) for m in models).encode()).hexdigest()[:16]
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               device: torch.device, precision: str, label_smoothing: float):
+    """One optimiser step on the batch (x, y); returns its logits and loss."""
+    with autocast(device, precision):
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return logits, loss
+
+
 def step_probe(model: nn.Module, optim: OptimConfig, num_classes: int, device: torch.device):
-    """``training_precision``'s key and step for training ``model``: one optimiser step on a
-    random batch of the run's size, on ``model``, which must be a throwaway build of the run's
+    """``training_precision``'s key and step for training ``model``: one ``train_step`` (the
+    step ``fit`` runs) on a random batch of the run's size, on ``model``, which must be a throwaway build of the run's
     architecture (it is trained on noise)."""
     model.to(device).train()
     if optim.channels_last:
@@ -64,11 +76,7 @@ def step_probe(model: nn.Module, optim: OptimConfig, num_classes: int, device: t
     y = torch.randint(0, num_classes, (optim.batch_size,)).to(device)
 
     def step(precision: str) -> None:
-        with autocast(device, precision):
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, x, y, device, precision, optim.label_smoothing)
 
     key = {"step": "classifier", "model": type(model).__name__, "layers": model_digest(model),
            "batch": optim.batch_size, "channels_last": optim.channels_last}
@@ -221,12 +229,7 @@ def fit(model: nn.Module, optim: OptimConfig, train_x: torch.Tensor, train_y: to
             y = train_y[idx]
             if augment is not None:
                 x = augment(x, generator)
-            with autocast(device, precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=optim.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            logits, loss = train_step(model, opt, x, y, device, precision, optim.label_smoothing)
             sched.step()
             if ema is not None:
                 ema.update_parameters(model)

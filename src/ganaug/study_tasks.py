@@ -133,12 +133,17 @@ def started_run(claim: Path, task: dict):
         config = read_json(run.results / "config.json")
     except (UserError, OSError, ValueError):
         return None
-    if not (run.results / INCOMPLETE_MARKER).exists() and (
-            finished_run(run.results, kind) is None or not (run.results / "metrics.json").is_file()):
+    if not (run.results / INCOMPLETE_MARKER).exists() and _finished_with_metrics(run.results, kind) is None:
         return None  # finished, but its saved model or metrics are gone
     name = task["family"] if task["kind"] == "generator" else task["arch"]
     same = (config.get("arch"), config.get("seed"), config.get("fraction")) == (name, task["seed"], task["fraction"])
     return run if same else None
+
+
+def _finished_with_metrics(run_dir, kind: str):
+    """``finished_run``, and its metrics.json is there too (a study reads its numbers from it)."""
+    run = finished_run(run_dir, kind)
+    return run if run is not None and (run.results / "metrics.json").is_file() else None
 
 
 # ---------------------------------------------------------------- task records
@@ -168,8 +173,8 @@ def recorded_run(record: dict, kind: str):
     (the first free ``Run <i>``), so a folder of that name is the recorded run only if its
     metrics.json has the record's timing and training outcome (timing alone is rounded to 10 ms,
     and two short runs can share it). Else None."""
-    run = finished_run(record.get("run_dir", ""), kind) if record.get("run_dir") else None
-    if run is None or not (run.results / "metrics.json").is_file():
+    run = _finished_with_metrics(record["run_dir"], kind) if record.get("run_dir") else None
+    if run is None:
         return None
     recorded = record.get("metrics", {})
     if "seconds" not in recorded:
