@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ganaug.data import get_dataset  # noqa: E402
+from ganaug.errors import UserError  # noqa: E402
 from ganaug.gan_config import GeneratorConfig  # noqa: E402
 from ganaug.gen_metrics import cas_accuracy, feature_metrics  # noqa: E402
 from ganaug.generate import generate_balanced, load_generator  # noqa: E402
@@ -48,7 +49,7 @@ def main() -> int:
     gens = [load_generator(run) for run in args.runs]
     datasets = {g.cfg.dataset for g in gens}
     if len(datasets) != 1:
-        raise SystemExit(f"error: the runs use different data sets: {sorted(datasets)}")
+        raise UserError(f"the runs use different data sets: {sorted(datasets)}")
     info = get_dataset(datasets.pop())
     share = cas_per_class // len(gens)
     pools = [generate_balanced(g, share, NOISE_SEED + i) for i, g in enumerate(gens)]
@@ -70,4 +71,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as exc:  # a run folder that is missing or not a finished generator
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
