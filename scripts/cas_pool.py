@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ganaug.data import get_dataset  # noqa: E402
 from ganaug.errors import UserError  # noqa: E402
-from ganaug.gan_config import GeneratorConfig  # noqa: E402
-from ganaug.gen_metrics import cas_accuracy, feature_metrics  # noqa: E402
+from ganaug.gen_metrics import balanced_subset, cas_accuracy, feature_metrics  # noqa: E402
 from ganaug.generate import generate_balanced, load_generator  # noqa: E402
 from ganaug.runs import atomic_write_json  # noqa: E402
 
@@ -37,36 +36,34 @@ def main() -> int:
     parser.add_argument("out", help="JSON file for the metrics")
     parser.add_argument("runs", nargs="+", help="generator run folders (same data set)")
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the CAS classifier")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the feature metrics' draw and of the CAS classifier")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    parser.add_argument("--no-cas", action="store_true", help="feature metrics only (CAS trains a CNN: minutes)")
     args = parser.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    defaults = GeneratorConfig.__dataclass_fields__
-    cas_per_class = defaults["cas_per_class"].default
-    metric_per_class = defaults["metric_per_class"].default
     gens = [load_generator(run) for run in args.runs]
     datasets = {g.cfg.dataset for g in gens}
     if len(datasets) != 1:
         raise UserError(f"the runs use different data sets: {sorted(datasets)}")
     info = get_dataset(datasets.pop())
-    share = cas_per_class // len(gens)
+    protocol = gens[0].cfg  # the per-class image counts of evaluate-generator, as the runs resolved them
+    share = protocol.cas_per_class // len(gens)
     pools = [generate_balanced(g, share, NOISE_SEED + i) for i, g in enumerate(gens)]
     images = torch.cat([x for x, _ in pools])
     labels = torch.cat([y for _, y in pools])
     # the feature metrics on metric_per_class images per class, drawn at random from the pool
-    subset = torch.cat([torch.nonzero(labels == c).squeeze(1)[torch.randperm(
-        int((labels == c).sum()), generator=torch.Generator().manual_seed(c))[:metric_per_class]]
-        for c in range(info.num_classes)])
+    subset = torch.from_numpy(balanced_subset(labels.numpy(), protocol.metric_per_class, args.seed))
     start = time.perf_counter()
     metrics = feature_metrics(images[subset], labels[subset], info.name, args.data_dir)
-    metrics.update(cas_accuracy(images, labels, info, args.data_dir, args.seed, torch.device("cpu")))
+    if not args.no_cas:
+        metrics.update(cas_accuracy(images, labels, info, args.data_dir, args.seed, torch.device("cpu")))
     metrics.update({"runs": [str(g.run.results) for g in gens], "per_run_per_class": share,
                     "seconds": round(time.perf_counter() - start, 1)})
     atomic_write_json(Path(args.out), metrics)
     print(json.dumps({k: metrics[k] for k in ("fd_domain", "recall_k3", "coverage", "gan_test_accuracy",
-                                              "cas_accuracy")}))
+                                              "cas_accuracy") if k in metrics}))
     return 0
 
 

@@ -65,8 +65,8 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
 
 def step_probe(model: nn.Module, optim: OptimConfig, num_classes: int, device: torch.device):
     """``training_precision``'s key and step for training ``model``: one ``train_step`` (the
-    step ``fit`` runs) on a random batch of the run's size, on ``model``, which must be a throwaway build of the run's
-    architecture (it is trained on noise)."""
+    step ``fit`` runs) on a random batch of the run's size, on ``model``, which must be a
+    throwaway build of the run's architecture (it is trained on noise)."""
     model.to(device).train()
     if optim.channels_last:
         model.to(memory_format=torch.channels_last)
