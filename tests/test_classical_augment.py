@@ -85,3 +85,15 @@ def test_erase_zeroes_one_rectangle_of_the_configured_size(batch):
         assert 0.01 * 784 <= area <= 0.2 * 784  # 2%..15% of the image, up to rounding
     some = augment(AugmentConfig(0, 0.0, erase_p=0.25), torch.ones(400, 1, 28, 28)) == 0
     assert 60 <= int(some.flatten(1).any(1).sum()) <= 140  # about a quarter of 400
+
+
+@pytest.mark.parametrize("arch, flag, expected", [
+    ("transfer", [], True), ("transfer", ["--no-classical-aug"], False),
+    ("cnn", [], False), ("cnn", ["--classical-aug"], True), ("shallow", [], False)])
+def test_which_architectures_augment_by_default(arch, flag, expected):
+    """`transfer` trains with classical augmentation unless --no-classical-aug; the others only with
+    --classical-aug. What train-classifier would train, read from its real command line."""
+    from ganaug import cli
+
+    args = cli.build_parser().parse_args(["train-classifier", "--arch", arch, *flag])
+    assert cli.classifier_config_from_args(args).classical_aug is expected

@@ -74,7 +74,8 @@ def build_parser() -> Parser:
     tc.add_argument("--epochs", type=int, default=None)
     tc.add_argument("--batch-size", type=int, default=None)
     tc.add_argument("--lr", type=float, default=None)
-    tc.add_argument("--classical-aug", action="store_true", help="random shifts, flips, erasing")
+    tc.add_argument("--classical-aug", action=argparse.BooleanOptionalAction, default=None,
+                    help="random shifts, flips, erasing (default: on for transfer, off for the others)")
     tc.add_argument("--synthetic-from", default=None, metavar="GEN_RUN_DIR")
     tc.add_argument("--synthetic-ratio", type=float, default=None, help="synthetic images per real image")
     tc.add_argument("--synthetic-mode", default=None,
@@ -202,15 +203,21 @@ def cmd_data(args) -> None:
 
 
 def cmd_train_classifier(args) -> None:
-    from dataclasses import replace
-
-    from .config import TransferConfig, classifier_config
     from .train_classifier import resume_classifier, train_classifier
 
     if args.resume:
         result = resume_classifier(args.resume)
         report_classifier(result)
         return
+    report_classifier(train_classifier(classifier_config_from_args(args), args.data_dir, args.out))
+
+
+def classifier_config_from_args(args):
+    """The ClassifierConfig that `train-classifier` (without --resume) trains with."""
+    from dataclasses import replace
+
+    from .config import TransferConfig, classifier_config
+
     if not args.arch:
         raise UserError("--arch is required (shallow, deep, cnn or transfer) unless --resume is given")
     cfg = classifier_config(
@@ -224,7 +231,7 @@ def cmd_train_classifier(args) -> None:
         checkpoint_seconds=args.checkpoint_every)
     if args.pretrained:
         cfg = replace(cfg, transfer=replace(TransferConfig(), pretrained=args.pretrained))
-    report_classifier(train_classifier(cfg, args.data_dir, args.out))
+    return cfg
 
 
 def report_classifier(result) -> None:

@@ -81,9 +81,16 @@ CLASSIFIER_DEFAULTS: dict[str, OptimConfig] = {
                         min_steps=1500),
     "cnn": OptimConfig(epochs=15, batch_size=256, lr=3e-3, weight_decay=5e-4, label_smoothing=0.1,
                        min_steps=1500, channels_last=True),
-    "transfer": OptimConfig(epochs=8, batch_size=128, lr=1e-3, weight_decay=5e-4,
+    # 16 epochs with classical augmentation (AUGMENTED_BY_DEFAULT), full data, seeds 0 / 1: test
+    # 93.44 / 93.45% (train 95.9%). 8 epochs without it overfit: 92.69 / 92.83% (train 99.4%); 8 with
+    # it: 92.30% (seed 0). README, "Classifiers on full Fashion-MNIST".
+    "transfer": OptimConfig(epochs=16, batch_size=128, lr=1e-3, weight_decay=5e-4,
                             label_smoothing=0.1, min_steps=800, channels_last=True),
 }
+
+# Architectures that train with classical augmentation unless told otherwise (`--no-classical-aug`).
+# A study sets it per method, so its `real` baseline stays real data only.
+AUGMENTED_BY_DEFAULT = frozenset({"transfer"})
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,8 @@ def classifier_config(arch: str, **overrides) -> ClassifierConfig:
     """A config for ``arch`` with its defaults, where any field of ``ClassifierConfig`` or
     ``OptimConfig`` may be overridden by keyword (None means "keep the default")."""
     check_choice("--arch", arch, tuple(CLASSIFIER_DEFAULTS))
+    if overrides.get("classical_aug") is None:
+        overrides = {**overrides, "classical_aug": arch in AUGMENTED_BY_DEFAULT}
     return with_overrides(ClassifierConfig, arch, CLASSIFIER_DEFAULTS[arch], overrides, "classifier")
 
 
