@@ -189,7 +189,8 @@ class ClassifierConfig:
 
 def classifier_config(arch: str, **overrides) -> ClassifierConfig:
     """A config for ``arch`` with its defaults, where any field of ``ClassifierConfig`` or
-    ``OptimConfig`` may be overridden by keyword (None means "keep the default")."""
+    ``OptimConfig`` may be overridden by keyword (None means "keep the default"; for
+    ``classical_aug`` the default is whether ``arch`` is in ``AUGMENTED_BY_DEFAULT``)."""
     check_choice("--arch", arch, tuple(CLASSIFIER_DEFAULTS))
     if overrides.get("classical_aug") is None:
         overrides = {**overrides, "classical_aug": arch in AUGMENTED_BY_DEFAULT}
