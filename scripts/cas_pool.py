@@ -27,6 +27,7 @@ from ganaug.errors import UserError  # noqa: E402
 from ganaug.gen_metrics import balanced_subset, cas_accuracy, feature_metrics  # noqa: E402
 from ganaug.generate import generate_balanced, load_generator  # noqa: E402
 from ganaug.runs import atomic_write_json  # noqa: E402
+from ganaug.runtime import set_threads  # noqa: E402
 
 NOISE_SEED = 12_345  # run i samples with NOISE_SEED + i
 
@@ -37,12 +38,12 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", help="generator run folders (same data set)")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--seed", type=int, default=0, help="seed of the feature metrics' draw and of the CAS classifier")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch and BLAS threads, as ganaug's --threads (default: all cores)")
     parser.add_argument("--no-cas", action="store_true", help="feature metrics only (CAS trains a CNN: minutes)")
     args = parser.parse_args()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     gens = [load_generator(run) for run in args.runs]
     datasets = {g.cfg.dataset for g in gens}
     if len(datasets) != 1:

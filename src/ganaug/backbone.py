@@ -66,8 +66,9 @@ def check_fits(state: dict[str, torch.Tensor], origin: str) -> dict:
 
 def pretrain_config(cfg: ClassifierConfig, source: str) -> ClassifierConfig:
     t = cfg.transfer
+    # init_transfer's fit gets no augmentation: say so, rather than inherit transfer's default
     return classifier_config("transfer", dataset=source, epochs=t.pretrain_epochs, lr=t.pretrain_lr,
-                             min_steps=0, seed=PRETRAIN_SEED, device=cfg.device,
+                             min_steps=0, seed=PRETRAIN_SEED, classical_aug=False, device=cfg.device,
                              precision=cfg.precision, transfer=t, export_onnx=False)
 
 
