@@ -48,10 +48,13 @@ _trained: list[TrainedOut] = []
 
 
 def trained_out(tmp_path_factory) -> TrainedOut:
-    """A --out holding a finished 1% CNN classifier and a 1% CGAN generator (1 epoch each)."""
+    """A --out holding a finished 1% CNN classifier and a 1% CGAN generator (1 epoch each).
+
+    The classifier trains with --classical-aug, so its ONNX graph also holds the mirror-image
+    average (flip_tta) that the default `transfer` model exports: the browser must run it too."""
     if not _trained:
         out = tmp_path_factory.mktemp("demo-runs")
-        for command in (("train-classifier", "--arch", "cnn"),
+        for command in (("train-classifier", "--arch", "cnn", "--classical-aug"),
                         ("train-generator", "--arch", "cgan", "--no-metrics")):
             proc = ganaug(*command, "--fraction", "0.01", "--epochs", "1", "--seed", "0",
                           "--data-dir", DATA_DIR, "--out", out)

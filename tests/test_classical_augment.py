@@ -87,13 +87,17 @@ def test_erase_zeroes_one_rectangle_of_the_configured_size(batch):
     assert 60 <= int(some.flatten(1).any(1).sum()) <= 140  # about a quarter of 400
 
 
-@pytest.mark.parametrize("arch, flag, expected", [
-    ("transfer", [], True), ("transfer", ["--no-classical-aug"], False),
-    ("cnn", [], False), ("cnn", ["--classical-aug"], True), ("shallow", [], False)])
-def test_which_architectures_augment_by_default(arch, flag, expected):
+@pytest.mark.parametrize("arch, flag, augmented, flip_tta", [
+    ("transfer", [], True, True), ("transfer", ["--no-classical-aug"], False, False),
+    ("transfer", ["--no-flip-tta"], True, False), ("cnn", [], False, False),
+    ("cnn", ["--classical-aug"], True, True), ("cnn", ["--flip-tta"], False, True),
+    ("shallow", [], False, False)])
+def test_which_architectures_augment_by_default(arch, flag, augmented, flip_tta):
     """`transfer` trains with classical augmentation unless --no-classical-aug; the others only with
-    --classical-aug. What train-classifier would train, read from its real command line."""
+    --classical-aug. A model trained on mirror images is evaluated on both views unless
+    --no-flip-tta. What train-classifier would train, read from its real command line."""
     from ganaug import cli
 
     args = cli.build_parser().parse_args(["train-classifier", "--arch", arch, *flag])
-    assert cli.classifier_config_from_args(args).classical_aug is expected
+    cfg = cli.classifier_config_from_args(args)
+    assert (cfg.classical_aug, cfg.flip_tta) == (augmented, flip_tta)

@@ -57,7 +57,8 @@ def test_classifier_from_its_results_folder(copied, fashion_test_set):
     check_io(onnx.load(models / "model.onnx"), ["image"], "logits")
     # PyTorch from the weights file, onnxruntime from the new ONNX file, real test images
     config = json.loads((models / "config.json").read_text())
-    model = CNN(num_classes=10, mean=config["mean"], std=config["std"])
+    model = CNN(num_classes=10, mean=config["mean"], std=config["std"], **config["model_kwargs"])
+    assert model.flip_tta  # trained with --classical-aug: the re-export keeps the mirror-image average
     model.load_state_dict(load_file(models / "model.safetensors"))
     images = torch.from_numpy(fashion_test_set[0][:50].copy()).unsqueeze(1).float() / 255
     with torch.no_grad():

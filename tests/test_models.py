@@ -73,6 +73,28 @@ def test_classifier_trains_on_channels_last_input(arch, real_batch):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("arch", sorted(CLASSIFIERS))
+def test_flip_tta_averages_the_mirror_image_when_evaluating_only(arch, real_batch):
+    """flip_tta adds no weights; evaluating, the logits are the mean over the image and its
+    mirror image (a mirrored input gives the same answer); training passes see one view."""
+    torch.manual_seed(0)
+    model = CLASSIFIERS[arch](num_classes=10, mean=MEAN, std=STD, flip_tta=True)
+    plain = CLASSIFIERS[arch](num_classes=10, mean=MEAN, std=STD)
+    assert list(model.state_dict()) == list(plain.state_dict())
+    plain.load_state_dict(model.state_dict())
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        both = model(real_batch)
+        np.testing.assert_allclose(both, (plain(real_batch) + plain(real_batch.flip(-1))) / 2, atol=1e-5)
+        np.testing.assert_allclose(model(real_batch.flip(-1)), both, atol=1e-5)
+        assert not torch.allclose(plain(real_batch), both, atol=1e-3)  # the mirror view counts
+    model.train(), plain.train()
+    torch.manual_seed(1)
+    one = model(real_batch)
+    torch.manual_seed(1)
+    assert torch.equal(one, plain(real_batch))  # same dropout draws, one view
+
+
 def test_transfer_state_dict_has_torchvision_keys_and_shapes(torchvision_keys):
     model = TransferLearningNN(num_classes=10, mean=MEAN, std=STD)
     state = model.state_dict()

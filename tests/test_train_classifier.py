@@ -197,6 +197,28 @@ def test_classical_aug_changes_training(variant_run, cnn_runs):
     assert plain["train_loss"] != augmented["train_loss"]  # same seed, different training batches
 
 
+def test_flip_tta_model_averages_both_views_in_the_exported_model(variant_run, fashion_test_set):
+    """With --classical-aug the run evaluates (and exports) the mean logits of each image and its
+    mirror image; the single-view score is reported beside it. Checked with onnxruntime on the
+    real test set and against the saved weights evaluated one view at a time."""
+    m = metrics(variant_run)
+    images, labels = fashion_test_set
+    logits = onnx_logits(variant_run.models / "model.onnx", images)
+    assert float((logits.argmax(1) == labels).mean()) == m["test"]["accuracy"]
+
+    model = rebuild(variant_run.models)
+    assert model.flip_tta is True
+    model.flip_tta = False  # the same weights, one view per image
+    x = torch.from_numpy(images[:, None].astype(np.float32) / 255)
+    with torch.no_grad():
+        plain, mirrored = model(x), model(x.flip(-1))
+    np.testing.assert_allclose(logits, ((plain + mirrored) / 2).numpy(), atol=1e-4)
+    single = float((plain.argmax(1).numpy() == labels).mean())
+    assert m["test_single_view"]["accuracy"] == pytest.approx(single, abs=2e-4)  # ties at fp32 noise
+    assert "Evaluation: mean logits of each image and its mirror image" in (
+        variant_run.results / "model_info.txt").read_text()
+
+
 def test_tensorboard_logs_the_history(variant_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

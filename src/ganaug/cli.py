@@ -76,6 +76,9 @@ def build_parser() -> Parser:
     tc.add_argument("--lr", type=float, default=None)
     tc.add_argument("--classical-aug", action=argparse.BooleanOptionalAction, default=None,
                     help="random shifts, flips, erasing (default: on for transfer, off for the others)")
+    tc.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="evaluate and export the mean logits of each image and its mirror image "
+                         "(default: on with classical augmentation)")
     tc.add_argument("--synthetic-from", default=None, metavar="GEN_RUN_DIR")
     tc.add_argument("--synthetic-ratio", type=float, default=None, help="synthetic images per real image")
     tc.add_argument("--synthetic-mode", default=None,
@@ -223,7 +226,7 @@ def classifier_config_from_args(args):
     cfg = classifier_config(
         args.arch, dataset=args.dataset, fraction=args.fraction, seed=args.seed,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        classical_aug=args.classical_aug, synthetic_from=args.synthetic_from,
+        classical_aug=args.classical_aug, flip_tta=args.flip_tta, synthetic_from=args.synthetic_from,
         synthetic_ratio=args.synthetic_ratio, synthetic_mode=args.synthetic_mode,
         synthetic_filter_from=args.filter_with, synthetic_min_confidence=args.min_confidence,
         precision=args.precision, device=args.device,

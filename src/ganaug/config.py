@@ -142,6 +142,8 @@ class ClassifierConfig:
     seed: int = 0
     classical_aug: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Evaluate (and export) the model as the mean of its logits on each image and its mirror image.
+    flip_tta: bool = False
     synthetic_from: str | None = None  # a generator run folder
     synthetic_ratio: float = 0.0  # synthetic images per real training image
     synthetic_mode: str = "mix"  # "mix": train on real + synthetic; "pretrain": synthetic, then real
@@ -190,10 +192,14 @@ class ClassifierConfig:
 def classifier_config(arch: str, **overrides) -> ClassifierConfig:
     """A config for ``arch`` with its defaults, where any field of ``ClassifierConfig`` or
     ``OptimConfig`` may be overridden by keyword (None means "keep the default"; for
-    ``classical_aug`` the default is whether ``arch`` is in ``AUGMENTED_BY_DEFAULT``)."""
+    ``classical_aug`` the default is whether ``arch`` is in ``AUGMENTED_BY_DEFAULT``, and
+    ``flip_tta`` follows ``classical_aug``: a model shown mirror images in training is asked
+    about both)."""
     check_choice("--arch", arch, tuple(CLASSIFIER_DEFAULTS))
     if overrides.get("classical_aug") is None:
         overrides = {**overrides, "classical_aug": arch in AUGMENTED_BY_DEFAULT}
+    if overrides.get("flip_tta") is None:
+        overrides = {**overrides, "flip_tta": overrides["classical_aug"]}
     return with_overrides(ClassifierConfig, arch, CLASSIFIER_DEFAULTS[arch], overrides, "classifier")
 
 

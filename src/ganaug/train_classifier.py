@@ -37,7 +37,7 @@ class ClassifierResult:
 
 
 def model_kwargs(cfg: ClassifierConfig) -> dict:
-    return cfg.transfer.model_kwargs() if cfg.arch == "transfer" else {}
+    return {**(cfg.transfer.model_kwargs() if cfg.arch == "transfer" else {}), "flip_tta": cfg.flip_tta}
 
 
 def classifier_label(cfg: ClassifierConfig) -> str:
@@ -140,6 +140,10 @@ def _train_and_finish(run: Run, cfg: ClassifierConfig, config: dict, data: RealD
               for split, x in (("train", data.train_x), ("val", data.val_x), ("test", data.test_x))}
     truth = {"train": data.train_y, "val": data.val_y, "test": data.test_y}
     metrics = {split: scores(logits[split], truth[split]) for split in logits}
+    if cfg.flip_tta:  # what the mirror-image average adds, on the test split
+        model.flip_tta = False
+        metrics["test_single_view"] = scores(predict(model, data.test_x, device, channels_last), data.test_y)
+        model.flip_tta = True
     metrics["history"] = result.history
     # training (both phases, across resumes) and evaluation
     metrics["seconds"] = round((pretrain.seconds if pretrain else 0.0) + result.seconds
@@ -211,6 +215,9 @@ def model_info(run: Run, cfg: ClassifierConfig, config: dict, model, metrics: di
         f"Data: {cfg.dataset}, fraction {cfg.fraction}; train {counts['train']}, "
         f"validation {counts['val']}, test {counts['test']}, synthetic {counts['synthetic']}",
         f"Classical augmentation: {cfg.augment if cfg.classical_aug else 'off'}",
+        "Evaluation: " + ("mean logits of each image and its mirror image (flip test-time "
+                          f"augmentation; one view: test accuracy {metrics['test_single_view']['accuracy']:.4f})"
+                          if cfg.flip_tta else "one view per image"),
         f"Seed: {cfg.seed}",
         f"Training time: {metrics['seconds']:.1f} s ({metrics['train_images_per_second']:.0f} images/s)",
         f"Test accuracy: {metrics['test']['accuracy']:.4f}",

@@ -10,25 +10,45 @@ from .layers import Normalize, conv_bn_relu
 IMAGE_PIXELS = 28 * 28
 
 
-class ShallowNN(nn.Module):
+class Classifier(nn.Module):
+    """What the four share: ``forward`` returns ``logits(x)``, except that with ``flip_tta`` set
+    an evaluating model (``.eval()``, and so the exported ONNX graph) returns the mean of the logits
+    of each image and of its mirror image (flip test-time augmentation). Training passes see one
+    view; classical augmentation is what shows the model mirror images.
+    """
+
+    flip_tta: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip_tta and not self.training:
+            # One pass over both views: [x; mirror(x)] -> [2, N, classes] -> mean over the views.
+            return self.logits(torch.cat([x, x.flip(-1)])).unflatten(0, (2, -1)).mean(0)
+        return self.logits(x)
+
+
+class ShallowNN(Classifier):
     """One hidden layer MLP: the simplest baseline."""
 
-    def __init__(self, num_classes: int, mean: float, std: float, hidden: int = 256):
+    def __init__(self, num_classes: int, mean: float, std: float, hidden: int = 256,
+                 flip_tta: bool = False):
         super().__init__()
+        self.flip_tta = flip_tta
         self.normalize = Normalize(mean, std)
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(IMAGE_PIXELS, hidden), nn.ReLU(inplace=True),
                                  nn.Linear(hidden, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))
 
 
-class DeepNN(nn.Module):
+class DeepNN(Classifier):
     """A deeper MLP: Linear, BatchNorm, ReLU and Dropout per hidden layer."""
 
     def __init__(self, num_classes: int, mean: float, std: float,
-                 hidden: tuple[int, ...] = (1024, 512, 256), dropout: float = 0.3):
+                 hidden: tuple[int, ...] = (1024, 512, 256), dropout: float = 0.3,
+                 flip_tta: bool = False):
         super().__init__()
+        self.flip_tta = flip_tta
         self.normalize = Normalize(mean, std)
         layers: list[nn.Module] = [nn.Flatten()]
         width = IMAGE_PIXELS
@@ -39,11 +59,11 @@ class DeepNN(nn.Module):
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))
 
 
-class CNN(nn.Module):
+class CNN(Classifier):
     """A small modern CNN: conv-BN-ReLU stages that halve the resolution early (28, 14, 7).
 
     Pooling early keeps the FLOPs low (most time on CPU goes to the first full-resolution layer)
@@ -51,8 +71,10 @@ class CNN(nn.Module):
     """
 
     def __init__(self, num_classes: int, mean: float, std: float,
-                 channels: tuple[int, ...] = (48, 96, 192), hidden: int = 256, dropout: float = 0.3):
+                 channels: tuple[int, ...] = (48, 96, 192), hidden: int = 256, dropout: float = 0.3,
+                 flip_tta: bool = False):
         super().__init__()
+        self.flip_tta = flip_tta
         self.normalize = Normalize(mean, std)
         layers: list[nn.Module] = []
         c_in, size = 1, 28
@@ -63,7 +85,7 @@ class CNN(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in * size * size, hidden),
                                   nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.normalize(x)))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,20 +157,21 @@ class ResNet18(nn.Module):
         return self.fc(self.features(x))
 
 
-class TransferLearningNN(ResNet18):
+class TransferLearningNN(Classifier, ResNet18):
     """ResNet-18 for 1-channel 28x28 images that starts from a pretrained backbone.
 
     The state dict has exactly torchvision's keys (normalisation buffers are not persistent).
     """
 
     def __init__(self, num_classes: int, mean: float, std: float, stem_stride: int = 2,
-                 stem_pool: bool = False):
+                 stem_pool: bool = False, flip_tta: bool = False):
         super().__init__(num_classes=num_classes, in_channels=1, stem_stride=stem_stride,
                          stem_pool=stem_pool)
         self.normalize = Normalize(mean, std)
+        self.flip_tta = flip_tta
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(self.normalize(x))
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return ResNet18.forward(self, self.normalize(x))
 
 
 def adapt_backbone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
