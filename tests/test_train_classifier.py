@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import DATA_DIR, FASHION_CLASSES, CliRun, ganaug, train_cli
+from conftest import DATA_DIR, FASHION_CLASSES, REPO, CliRun, ganaug, train_cli
 from ganaug.models.classifiers import CLASSIFIERS
 
 RESULT_FILES = {"classification_report.txt", "confusion_matrix.png", "curves.png", "metrics.json",
@@ -217,6 +217,32 @@ def test_flip_tta_model_averages_both_views_in_the_exported_model(variant_run, f
     assert m["test_single_view"]["accuracy"] == pytest.approx(single, abs=2e-4)  # ties at fp32 noise
     assert "Evaluation: mean logits of each image and its mirror image" in (
         variant_run.results / "model_info.txt").read_text()
+
+
+def test_flip_tta_script_scores_an_older_run_both_ways(cnn_runs, variant_run, fashion_test_set):
+    """scripts/flip_tta.py on a run trained without the average: its one-view test accuracy is the
+    run's own, its mirror average is what the same weights give with flip_tta on; a run that has the
+    average already is refused with a one-line error."""
+    script = REPO / "scripts" / "flip_tta.py"
+    run = subprocess.run([sys.executable, script, cnn_runs[0].results, "--data-dir", DATA_DIR],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    scores = {line.split(":")[0]: [float(v) for v in re.findall(r"(0\.\d{4})", line)]
+              for line in run.stdout.splitlines()}
+    m = metrics(cnn_runs[0])
+    assert scores["val"][0] == pytest.approx(m["val"]["accuracy"], abs=1e-4)
+    assert scores["test"][0] == pytest.approx(m["test"]["accuracy"], abs=1e-4)
+    model = rebuild(cnn_runs[0].models)
+    model.flip_tta = True
+    images, labels = fashion_test_set
+    with torch.no_grad():
+        both = model(torch.from_numpy(images[:, None].astype(np.float32) / 255)).argmax(1).numpy()
+    assert scores["test"][1] == pytest.approx(float((both == labels).mean()), abs=2e-4)
+
+    refused = subprocess.run([sys.executable, script, variant_run.results, "--data-dir", DATA_DIR],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ")
+    assert len(refused.stderr.strip().splitlines()) == 1 and "already" in refused.stderr
 
 
 def test_tensorboard_logs_the_history(variant_run):
