@@ -35,10 +35,15 @@ def metrics(run: CliRun) -> dict:
     return json.loads((run.results / "metrics.json").read_text())
 
 
+def pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 images [N, 28, 28] -> the models' input, float32 [N, 1, 28, 28] in [0, 1]."""
+    return images[:, None].astype(np.float32) / 255
+
+
 def onnx_logits(path, images: np.ndarray) -> np.ndarray:
     """Run model.onnx with onnxruntime as an outside user would: uint8 -> [0, 1] floats."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = images[:, None].astype(np.float32) / 255
+    x = pixels(images)
     return np.concatenate([session.run(["logits"], {"image": x[i:i + 2500]})[0]
                            for i in range(0, len(x), 2500)])
 
@@ -149,7 +154,7 @@ def test_onnx_matches_pytorch_rebuilt_from_the_files(cnn_runs, fashion_test_set,
     images = fashion_test_set[0][100:100 + batch]
     model = rebuild(cnn_runs[0].models)
     with torch.no_grad():
-        expected = model(torch.from_numpy(images[:, None].astype(np.float32) / 255)).numpy()
+        expected = model(torch.from_numpy(pixels(images))).numpy()
     got = onnx_logits(cnn_runs[0].models / "model.onnx", images)
     assert got.shape == (batch, 10)
     assert np.abs(got - expected).max() < 1e-4
@@ -209,7 +214,7 @@ def test_flip_tta_model_averages_both_views_in_the_exported_model(variant_run, f
     model = rebuild(variant_run.models)
     assert model.flip_tta is True
     model.flip_tta = False  # the same weights, one view per image
-    x = torch.from_numpy(images[:, None].astype(np.float32) / 255)
+    x = torch.from_numpy(pixels(images))
     with torch.no_grad():
         plain, mirrored = model(x), model(x.flip(-1))
     np.testing.assert_allclose(logits, ((plain + mirrored) / 2).numpy(), atol=1e-4)
@@ -236,7 +241,7 @@ def test_flip_tta_script_scores_an_older_run_both_ways(cnn_runs, variant_run, fa
     model.flip_tta = True
     images, labels = fashion_test_set
     with torch.no_grad():
-        both = model(torch.from_numpy(images[:, None].astype(np.float32) / 255)).argmax(1).numpy()
+        both = model(torch.from_numpy(pixels(images))).argmax(1).numpy()
     assert scores["test"][1] == pytest.approx(float((both == labels).mean()), abs=2e-4)
 
     refused = subprocess.run([sys.executable, script, variant_run.results, "--data-dir", DATA_DIR],
