@@ -226,3 +226,24 @@ def test_a_deeper_discriminator_adds_one_3x3_block_per_size_and_trains(arch, nor
     losses = train_step(state, GENERATORS[arch], cfg, to_input(data.train_x[:32], False),
                         data.train_y[:32], 10, torch.device("cpu"), "fp32")
     assert torch.isfinite(losses).all()
+
+
+@pytest.mark.parametrize("mbstd", [0, 4])
+def test_the_projection_discriminator_conditions_on_channel_sums(mbstd):
+    """sngan's class term is the inner product of a class embedding with the discriminator's last
+    feature map summed over its 7x7 positions (Miyato & Koyama's projection): changing the label
+    of a real image moves the output by exactly (embed[a] - embed[b]) . channel sums, one 128-vector
+    per class, and a minibatch-std channel is not part of the projection."""
+    from ganaug.fit import to_input
+
+    data = prepare(DATA_DIR, "fashion-mnist", 0.01, 0, 0.1)
+    d = GENERATORS["sngan"].make_d(10, 64, 0.0, **({"mbstd": mbstd} if mbstd else {})).eval()
+    x = to_input(data.train_x[:8], False)
+    with torch.no_grad():
+        sums = d.features(x * 2 - 1)[:, :128 * 49].unflatten(1, (128, 49)).sum(dim=2)
+        a, b = torch.full((8,), 3), torch.full((8,), 7)
+        moved = d(x, a)[0] - d(x, b)[0]
+        embed = d.embed.weight  # spectrally normalised, as the forward pass uses it
+    assert embed.shape == (10, 128)
+    torch.testing.assert_close(moved, sums @ (embed[3] - embed[7]), rtol=1e-4, atol=1e-4)
+    assert moved.abs().min() > 0

@@ -143,7 +143,8 @@ class ConvDiscriminator(nn.Module):
 
     ``conditioning``: "plane" (a learned 28x28 label plane as a second input channel, cDCGAN),
     "aux" (no label input; an auxiliary classifier head, ACGAN), "projection" (inner product of
-    a class embedding with the features, Miyato & Koyama 2018). ``norm``: "bn" (DCGAN), "sn"
+    a class embedding with the features summed over the 7x7 positions, Miyato & Koyama 2018; the
+    unconditional term still sees every position). ``norm``: "bn" (DCGAN), "sn"
     (spectral norm on every layer) or "none". ``twin`` (with "aux"): the class head has twice the
     classes as outputs, the class logits and then those of TAC-GAN's twin classifier. ``mbstd``:
     group size of a minibatch standard-deviation channel added at 7x7 (0 = none). ``depth``: that
@@ -181,7 +182,10 @@ class ConvDiscriminator(nn.Module):
         features = (width * 2 + (1 if mbstd else 0)) * 7 * 7
         self.adv = wrap(nn.Linear(features, 1))
         self.aux = nn.Linear(features, num_classes * (2 if twin else 1)) if conditioning == "aux" else None
-        self.embed = wrap(nn.Embedding(num_classes, features)) if conditioning == "projection" else None
+        # projection on globally sum-pooled channels, as the paper's discriminator: one
+        # (2w)-vector per class rather than one per class and position, which learned the
+        # conditioning poorly (GAN-test 0.70 at 15 epochs)
+        self.embed = wrap(nn.Embedding(num_classes, width * 2)) if conditioning == "projection" else None
 
     def forward(self, x: torch.Tensor, label: torch.Tensor):
         h = _from_unit(x)
@@ -189,8 +193,10 @@ class ConvDiscriminator(nn.Module):
             h = torch.cat([h, self.plane(label).view(-1, 1, 28, 28).to(h.dtype)], dim=1)
         h = self.features(h)
         out = self.adv(h).squeeze(1)
-        if self.embed is not None:
-            out = out + (self.embed(label) * h).sum(dim=1)
+        if self.embed is not None:  # the first 2w * 49 flattened features are the 2w channels
+            pooled = h[:, :self.embed.embedding_dim * 49].unflatten(1, (-1, 49)).sum(dim=2)
+            emb = self.embed(label)
+            out = out + (emb * pooled.to(emb.dtype)).sum(dim=1)
         return out, (self.aux(h) if self.aux is not None else None)
 
 
