@@ -108,13 +108,13 @@ def build_parser() -> Parser:
     tg.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate")
     tg.add_argument("--g-depth", type=int, default=None, metavar="N",
                     help="convolutional generators: extra 3x3 conv blocks at 7x7 and 14x14 "
-                         "(default 2 for acgan, 0 otherwise)")
+                         "(default 2)")
     tg.add_argument("--d-mbstd", type=int, default=None, metavar="GROUP",
                     help="convolutional discriminators: a minibatch standard-deviation channel over "
                          "groups of GROUP images, so D sees a lack of diversity (0 = off)")
     tg.add_argument("--d-depth", type=int, default=None, metavar="N",
                     help="convolutional discriminators: extra 3x3 conv blocks at 14x14 and 7x7 "
-                         "(default 1 for acgan, 0 otherwise)")
+                         "(default 1)")
     tg.add_argument("--diffaugment", action=argparse.BooleanOptionalAction, default=None,
                     help="DiffAugment on real and fake batches (default on)")
     tg.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,

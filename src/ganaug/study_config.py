@@ -235,8 +235,9 @@ PRESETS: dict[str, StudyConfig] = {
     # 1,500; real data alone 88.7% after 500), so every method keeps it — the baseline is tuned as
     # hard as the GAN methods. A cap of 1,700 steps (8 epochs of the full real set) gives every
     # method at 100% the same number of updates, so adding synthetic images does not also add
-    # training. Lever family: cgan, the cheap one (cdcgan and sngan did not learn their classes in
-    # our full-data runs, README), with the other levers at 1% and 5%, where the target is.
+    # training. Lever family: cgan, the cheap one (when this study ran, cdcgan and sngan at their
+    # lean defaults of the time did not learn their classes, README), with the other levers at 1%
+    # and 5%, where the target is.
     "standard": StudyConfig(
         name="standard", fractions=(0.01, 0.05, 0.1, 1.0), seeds=5, ratios=(0.5, 1.0, 2.0),
         family="acgan", lever_families=("cgan",), lever_filters=(0.9,),
