@@ -75,32 +75,32 @@ class GanOptim:
               f"--mode-seeking must be a number >= 0; got {self.mode_seeking}")
 
 
+# The convolutional families' shared recipe, measured on acgan (full data, 15 epochs, seed 0):
+# mode-seeking 0.2: fd_domain 15.0 -> 8.3, recall 0.00 -> 0.08, gan_test 0.83 -> 0.88, CAS 0.56 ->
+# 0.67 (README, "Generators on full Fashion-MNIST"). Two extra 3x3 blocks in G (g_depth 2): CAS 0.711
+# -> 0.749 (depth 1) -> 0.770, fd_domain 4.39 -> 4.69 -> 3.73, recall 0.106 -> 0.139 -> 0.127;
+# training 22 -> 31 min. One extra 3x3 block pair in D (d_depth 1) with that G: fd_domain 3.73 ->
+# 2.04, precision 0.52 -> 0.73, recall 0.127 -> 0.171, coverage 0.28 -> 0.49, GAN-test 0.989 ->
+# 0.997, CAS 0.770 -> 0.784, at 1.5x the time per epoch (against 20 epochs without it: CAS 0.790,
+# fd 3.96, coverage 0.28).
+CONV_RECIPE = dict(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000, channels_last=True,
+                   mode_seeking=0.2, g_depth=2, d_depth=1)
+
 GENERATOR_DEFAULTS: dict[str, GanOptim] = {
     # batch 512: 9,700 images/s against 8,100 at 256 here (benchmarks/bench_generator.py --sweep)
     "cgan": GanOptim(epochs=30, batch_size=512, lr_g=2e-4, lr_d=2e-4, g_width=256, d_width=256,
                      d_dropout=0.3, min_steps=3000),
-    # The deeper G and D (g_depth 2, d_depth 1) and mode-seeking 0.2, as acgan's defaults; full data,
-    # 15 epochs, seed 0: fd_domain 2.62, recall 0.49, coverage 0.59, GAN-test 0.84, CAS 0.816, the
-    # best CAS of the four families (acgan 0.784, sngan 0.792): no class loss pulls its samples to
-    # one prototype per class, so they keep more of each class's variety.
-    "cdcgan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000,
-                       channels_last=True, mode_seeking=0.2, g_depth=2, d_depth=1),
-    # mode-seeking 0.2, full data, 15 epochs: fd_domain 15.0 -> 8.3, recall 0.00 -> 0.08,
-    # gan_test 0.83 -> 0.88, CAS 0.56 -> 0.67 (README, "Generators on full Fashion-MNIST").
+    # The recipe, full data, 15 epochs, seed 0: fd_domain 2.62, recall 0.49, coverage 0.59, GAN-test
+    # 0.84, CAS 0.816, the best CAS of the four families (acgan 0.784, sngan 0.792): no class loss
+    # pulls its samples to one prototype per class, so they keep more of each class's variety.
+    "cdcgan": GanOptim(**CONV_RECIPE),
     # Class head on real images only (aux_fake_weight 0), full data, 15 epochs: fd_domain 8.35 -> 4.39,
     # coverage 0.21 -> 0.29, gan_test 0.88 -> 0.98, CAS 0.67 -> 0.71 (10 epochs: 5.48, 0.25, 0.97, 0.70).
-    # Two extra 3x3 blocks in G (g_depth 2), full data, 15 epochs, seed 0: CAS 0.711 -> 0.749 (depth 1)
-    # -> 0.770, fd_domain 4.39 -> 4.69 -> 3.73, recall 0.106 -> 0.139 -> 0.127; training 22 -> 31 min.
-    # One extra 3x3 block pair in D (d_depth 1) with that G: fd_domain 3.73 -> 2.04, precision 0.52 ->
-    # 0.73, recall 0.127 -> 0.171, coverage 0.28 -> 0.49, GAN-test 0.989 -> 0.997, CAS 0.770 -> 0.784,
-    # at 1.5x the time per epoch (against 20 epochs without it: CAS 0.790, fd 3.96, coverage 0.28).
-    "acgan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, min_steps=3000,
-                      channels_last=True, mode_seeking=0.2, aux_fake_weight=0.0, g_depth=2, d_depth=1),
-    # Projection on sum-pooled channels (2026-12-07; it was per position), the deeper G and D and
-    # mode-seeking 0.2, full data, 15 epochs, seed 0: fd_domain 10.68 -> 3.36, recall 0.19 -> 0.31,
-    # coverage 0.22 -> 0.53, GAN-test 0.70 -> 0.83, CAS 0.647 -> 0.792 (acgan's defaults: 0.784).
-    "sngan": GanOptim(epochs=15, batch_size=128, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.9,
-                      min_steps=3000, channels_last=True, mode_seeking=0.2, g_depth=2, d_depth=1),
+    "acgan": GanOptim(**CONV_RECIPE, aux_fake_weight=0.0),
+    # Projection on sum-pooled channels (2026-12-07; it was per position) and the recipe, full data,
+    # 15 epochs, seed 0: fd_domain 10.68 -> 3.36, recall 0.19 -> 0.31, coverage 0.22 -> 0.53,
+    # GAN-test 0.70 -> 0.83, CAS 0.647 -> 0.792 (acgan's defaults: 0.784).
+    "sngan": GanOptim(**CONV_RECIPE, beta1=0.0, beta2=0.9),
 }
 
 
