@@ -247,3 +247,27 @@ def test_the_projection_discriminator_conditions_on_channel_sums(mbstd):
     assert embed.shape == (10, 128)
     torch.testing.assert_close(moved, sums @ (embed[3] - embed[7]), rtol=1e-4, atol=1e-4)
     assert moved.abs().min() > 0
+
+
+@pytest.mark.parametrize("arch", ["cdcgan", "acgan"])
+def test_d_projection_adds_the_class_term_beside_the_discriminators_own_conditioning(arch):
+    """--d-projection: the discriminator is its family's own one (same weights, same class head)
+    plus embed[label] . channel sums, and the term is zero until training moves the embedding."""
+    from ganaug.fit import to_input
+
+    data = prepare(DATA_DIR, "fashion-mnist", 0.01, 0, 0.1)
+    x, y = to_input(data.train_x[:8], False), data.train_y[:8]
+    plain = GENERATORS[arch].make_d(10, 64, 0.0, depth=1).eval()
+    d = GENERATORS[arch].make_d(10, 64, 0.0, depth=1, projection=True).eval()
+    assert d.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["embed.weight"]
+    with torch.no_grad():
+        (out, cls), (out0, cls0) = d(x, y), plain(x, y)
+        torch.testing.assert_close(out, out0)  # zero at the start
+        d.embed.weight.normal_()
+        h = x * 2 - 1
+        if d.plane is not None:  # cdcgan's label plane, the second input channel
+            h = torch.cat([h, d.plane(y).view(-1, 1, 28, 28)], dim=1)
+        sums = d.features(h)[:, :128 * 49].unflatten(1, (128, 49)).sum(dim=2)
+        (out, cls) = d(x, y)
+    torch.testing.assert_close(out - out0, (sums * d.embed.weight[y]).sum(1), rtol=1e-4, atol=1e-3)
+    assert (cls is None) == (cls0 is None) and (cls is None or torch.equal(cls, cls0))

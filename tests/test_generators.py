@@ -195,6 +195,8 @@ def test_diverging_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
     (["--arch", "acgan", "--d-mbstd", "-1"], "--d-mbstd"),
     (["--arch", "cgan", "--d-depth", "1"], "--d-depth needs a convolutional discriminator"),
     (["--arch", "acgan", "--d-depth", "-2"], "--d-depth"),
+    (["--arch", "sngan", "--d-projection"], "--d-projection adds sngan's projection term"),
+    (["--arch", "cgan", "--d-projection"], "--d-projection adds sngan's projection term"),
     (["--resume", "/nonexistent/run"], "does not exist")])
 def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
     assert_user_error(ganaug("train-generator", *args, "--out", tmp_path, "--data-dir", DATA_DIR), fragment)

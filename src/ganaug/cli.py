@@ -115,6 +115,9 @@ def build_parser() -> Parser:
     tg.add_argument("--d-depth", type=int, default=None, metavar="N",
                     help="convolutional discriminators: extra 3x3 conv blocks at 14x14 and 7x7 "
                          "(default 1)")
+    tg.add_argument("--d-projection", action=argparse.BooleanOptionalAction, default=None,
+                    help="cdcgan (default on), acgan: add sngan's projection term (class "
+                         "embedding . channel sums) to the discriminator")
     tg.add_argument("--diffaugment", action=argparse.BooleanOptionalAction, default=None,
                     help="DiffAugment on real and fake batches (default on)")
     tg.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
@@ -258,6 +261,7 @@ def cmd_train_generator(args) -> None:
             args.arch, dataset=args.dataset, fraction=args.fraction, seed=args.seed,
             epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
             g_depth=args.g_depth, d_mbstd=args.d_mbstd, d_depth=args.d_depth,
+            d_projection=args.d_projection,
             diffaugment=args.diffaugment, ema=args.ema, ema_decay=args.ema_decay,
             mode_seeking=args.mode_seeking, aux_weight=args.aux_weight,
             aux_fake_weight=args.aux_fake_weight, twin_weight=args.twin_weight,

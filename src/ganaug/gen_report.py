@@ -47,7 +47,8 @@ def model_info(run: Run, cfg, config: dict, state, metrics: dict) -> str:
         f"Discriminator parameters: {count_parameters(state.d):,}"
         + "".join(f" ({text})" for text in (
             f"{o.d_depth} extra 3x3 conv block(s) at 14x14 and at 7x7" if o.d_depth else "",
-            f"minibatch standard-deviation channel, groups of {o.d_mbstd}" if o.d_mbstd else "") if text),
+            f"minibatch standard-deviation channel, groups of {o.d_mbstd}" if o.d_mbstd else "",
+            "a projection term: class embedding . channel sums" if o.d_projection else "") if text),
         f"Batch size: {o.batch_size}",
         f"Epochs: {state.epoch} ({state.step} steps; configured {o.epochs}, at least {o.min_steps} steps)",
         f"Optimizer: Adam, lr G {o.lr_g}, lr D {o.lr_d}, betas ({o.beta1}, {o.beta2})",

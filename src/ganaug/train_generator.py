@@ -83,7 +83,8 @@ def build_state(cfg: GeneratorConfig, info: DatasetInfo, device: torch.device) -
     family = GENERATORS[cfg.arch]
     g = build_generator(cfg.arch, info.num_classes, o.z_dim, o.g_width, o.g_depth).to(device)
     extra = {key: value for key, value in (("twin", bool(o.twin_weight)), ("mbstd", o.d_mbstd),
-                                           ("depth", o.d_depth)) if value}
+                                           ("depth", o.d_depth),
+                                           ("projection", o.d_projection)) if value}
     d = family.make_d(info.num_classes, o.d_width, o.d_dropout, **extra).to(device)
     if o.channels_last:
         g.to(memory_format=torch.channels_last)

@@ -153,7 +153,7 @@ class ConvDiscriminator(nn.Module):
 
     def __init__(self, num_classes: int, width: int = 64, conditioning: str = "plane",
                  norm: str = "bn", dropout: float = 0.0, twin: bool = False, mbstd: int = 0,
-                 depth: int = 0):
+                 depth: int = 0, projection: bool = False):
         super().__init__()
         wrap = spectral_norm if norm == "sn" else (lambda m: m)
         self.conditioning = conditioning
@@ -185,7 +185,10 @@ class ConvDiscriminator(nn.Module):
         # projection on globally sum-pooled channels, as the paper's discriminator: one
         # (2w)-vector per class rather than one per class and position, which learned the
         # conditioning poorly (GAN-test 0.70 at 15 epochs)
-        self.embed = wrap(nn.Embedding(num_classes, width * 2)) if conditioning == "projection" else None
+        self.embed = (wrap(nn.Embedding(num_classes, width * 2))
+                      if conditioning == "projection" or projection else None)
+        if projection and conditioning != "projection":  # beside another conditioning: start
+            nn.init.zeros_(self.embed.weight)  # as that D alone, the class term grows in training
 
     def forward(self, x: torch.Tensor, label: torch.Tensor):
         h = _from_unit(x)
