@@ -148,7 +148,9 @@ class ConvDiscriminator(nn.Module):
     (spectral norm on every layer) or "none". ``twin`` (with "aux"): the class head has twice the
     classes as outputs, the class logits and then those of TAC-GAN's twin classifier. ``mbstd``:
     group size of a minibatch standard-deviation channel added at 7x7 (0 = none). ``depth``: that
-    many extra 3x3 convolution (+ norm) + LeakyReLU blocks at 14x14 and at 7x7.
+    many extra 3x3 convolution (+ norm) + LeakyReLU blocks at 14x14 and at 7x7. ``projection``
+    (with "plane" or "aux"): the projection term is added beside that conditioning, its embedding
+    zero at the start.
     """
 
     def __init__(self, num_classes: int, width: int = 64, conditioning: str = "plane",
@@ -217,8 +219,9 @@ class Family:
     aux_classifier: bool  # the discriminator also predicts the class (ACGAN)
     make_g: Callable[..., nn.Module]  # (num_classes, z_dim, width[, depth=N where convolutional])
     make_d: Callable[..., nn.Module]  # (num_classes, width, dropout[, twin=True, mbstd=N, depth=N])
-    # make_g takes ``depth`` (ConvGenerator's extra 3x3 blocks) and make_d takes ``mbstd`` and
-    # ``depth`` (ConvDiscriminator's minibatch standard-deviation channel and extra blocks)
+    # make_g takes ``depth`` (ConvGenerator's extra 3x3 blocks) and make_d takes ``mbstd``,
+    # ``depth`` and ``projection`` (ConvDiscriminator's minibatch standard-deviation channel, extra
+    # blocks and projection term)
     convolutional: bool = False
 
 
