@@ -228,6 +228,15 @@ def test_a_deeper_discriminator_adds_one_3x3_block_per_size_and_trains(arch, nor
     assert torch.isfinite(losses).all()
 
 
+def channel_sums(d, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The discriminator's last feature map (2w = 128 channels at 7x7) summed over its positions,
+    taken from ``d.features`` without the forward pass that the projection tests check."""
+    h = x * 2 - 1
+    if d.plane is not None:  # cdcgan's label plane, the second input channel
+        h = torch.cat([h, d.plane(y).view(-1, 1, 28, 28)], dim=1)
+    return d.features(h)[:, :128 * 49].unflatten(1, (128, 49)).sum(dim=2)
+
+
 @pytest.mark.parametrize("mbstd", [0, 4])
 def test_the_projection_discriminator_conditions_on_channel_sums(mbstd):
     """sngan's class term is the inner product of a class embedding with the discriminator's last
@@ -240,8 +249,8 @@ def test_the_projection_discriminator_conditions_on_channel_sums(mbstd):
     d = GENERATORS["sngan"].make_d(10, 64, 0.0, **({"mbstd": mbstd} if mbstd else {})).eval()
     x = to_input(data.train_x[:8], False)
     with torch.no_grad():
-        sums = d.features(x * 2 - 1)[:, :128 * 49].unflatten(1, (128, 49)).sum(dim=2)
         a, b = torch.full((8,), 3), torch.full((8,), 7)
+        sums = channel_sums(d, x, a)  # sngan's D has no label plane: the same for every label
         moved = d(x, a)[0] - d(x, b)[0]
         embed = d.embed.weight  # spectrally normalised, as the forward pass uses it
     assert embed.shape == (10, 128)
@@ -264,10 +273,7 @@ def test_d_projection_adds_the_class_term_beside_the_discriminators_own_conditio
         (out, cls), (out0, cls0) = d(x, y), plain(x, y)
         torch.testing.assert_close(out, out0)  # zero at the start
         d.embed.weight.normal_()
-        h = x * 2 - 1
-        if d.plane is not None:  # cdcgan's label plane, the second input channel
-            h = torch.cat([h, d.plane(y).view(-1, 1, 28, 28)], dim=1)
-        sums = d.features(h)[:, :128 * 49].unflatten(1, (128, 49)).sum(dim=2)
-        (out, cls) = d(x, y)
+        sums = channel_sums(d, x, y)
+        out, cls = d(x, y)
     torch.testing.assert_close(out - out0, (sums * d.embed.weight[y]).sum(1), rtol=1e-4, atol=1e-3)
     assert (cls is None) == (cls0 is None) and (cls is None or torch.equal(cls, cls0))
