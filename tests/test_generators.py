@@ -201,3 +201,33 @@ def test_diverging_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pat
 def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
     assert_user_error(ganaug("train-generator", *args, "--out", tmp_path, "--data-dir", DATA_DIR), fragment)
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("metrics.json"))
+
+
+def test_diffaugment_is_on_by_default_for_small_subsets_and_off_for_large_ones():
+    """DiffAugment is for small data (on the full split it slowed cdcgan down, README): the
+    default follows the real images the generator sees, an explicit choice wins, a run's
+    config.json keeps what it trained with, and a study cell settles it from its own subset."""
+    from ganaug.gan_config import DIFFAUGMENT_MAX_IMAGES, generator_config, generator_config_from_dict
+    from ganaug.study_config import PRESETS, generator_config as study_generator_config
+
+    full, tenth = generator_config("cdcgan"), generator_config("cdcgan", fraction=0.1)
+    small = generator_config("cdcgan", fraction=0.01)
+    assert (full.real_train_images, full.optim.diffaugment) == (54_000, False)
+    assert (tenth.real_train_images, tenth.optim.diffaugment) == (5_400, False)
+    assert (small.real_train_images, small.optim.diffaugment) == (540, True)
+    assert generator_config("cdcgan", fraction=0.03).optim.diffaugment is True  # as --help says
+    assert generator_config("cdcgan", diffaugment=True).optim.diffaugment is True
+    assert generator_config("cgan", fraction=0.01, diffaugment=False).optim.diffaugment is False
+    assert generator_config_from_dict(full.to_dict()).optim.diffaugment is False
+    old_run = small.to_dict()  # a run from before the rule trained the full split with DiffAugment
+    old_run.update(fraction=1.0)
+    assert generator_config_from_dict(old_run).optim.diffaugment is True
+
+    study = PRESETS["standard"].frozen()
+    assert study.generator_recipes["acgan"]["diffaugment"] is None  # settled per cell
+    cells = {f: study_generator_config(study, {"family": "acgan", "fraction": f, "seed": 0}, 0)
+             for f in (0.01, 1.0)}
+    assert cells[0.01].optim.diffaugment is True and cells[1.0].optim.diffaugment is False
+
+    help_text = ganaug("train-generator", "--help").stdout
+    assert f"{DIFFAUGMENT_MAX_IMAGES:,} real" in " ".join(help_text.split())

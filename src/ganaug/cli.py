@@ -119,7 +119,8 @@ def build_parser() -> Parser:
                     help="cdcgan (default on), acgan: add sngan's projection term (class "
                          "embedding . channel sums) to the discriminator")
     tg.add_argument("--diffaugment", action=argparse.BooleanOptionalAction, default=None,
-                    help="DiffAugment on real and fake batches (default on)")
+                    help="DiffAugment on real and fake batches (default: on below 2,000 real "
+                         "training images, --fraction 0.03 and less; off above)")
     tg.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                     help="sample from an EMA of the generator's weights (default on)")
     tg.add_argument("--ema-decay", type=float, default=None)
