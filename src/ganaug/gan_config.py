@@ -84,9 +84,9 @@ class GanOptim:
 # cdcgan's recipe, seed 0: on the full split (54,000 images, 15 epochs) turning it off gave fd_domain
 # 2.55 -> 0.64, recall 0.49 -> 0.63, coverage 0.60 -> 0.83, GAN-test 0.85 -> 0.92, CAS 0.826 ->
 # 0.869; on a 10% subset (5,400 images, 3,024 steps) fd 4.86 -> 1.14, recall 0.43 -> 0.51,
-# coverage 0.41 -> 0.77, GAN-test 0.82 -> 0.92. On a 1% subset (540 images) D overfits without it
-# (halfway, 1,500 steps: recall 0.34 with it, 0.14 without), so it stays on below this many real
-# training images (between the two measured sizes):
+# coverage 0.41 -> 0.77, GAN-test 0.82 -> 0.92. On a 1% subset (540 images, 3,000 steps) D
+# memorises without it: recall 0.43 -> 0.002, coverage 0.43 -> 0.34, fd 4.31 -> 7.01. So it stays on
+# below this many real training images (between the two measured sizes):
 DIFFAUGMENT_MAX_IMAGES = 2_000
 
 # The convolutional families' shared recipe, measured on acgan (full data, 15 epochs, seed 0):
@@ -109,7 +109,8 @@ GENERATOR_DEFAULTS: dict[str, GanOptim] = {
     # (acgan 0.784, sngan 0.792): no class loss pulls its samples to one prototype per class, so they
     # keep more of each class's variety. sngan's projection term beside the label plane
     # (d_projection), seed 0: fd_domain 2.55, coverage 0.60, GAN-test 0.848, CAS 0.826, same time.
-    # All with DiffAugment; without it (the full split's default, DIFFAUGMENT_MAX_IMAGES) CAS 0.869.
+    # All with DiffAugment; without it (the full split's default, DIFFAUGMENT_MAX_IMAGES), seeds 0 and 1:
+    # fd_domain 0.64 / 0.65, coverage 0.83 / 0.84, GAN-test 0.922 / 0.920, CAS 0.869 / 0.862.
     "cdcgan": GanOptim(**CONV_RECIPE, d_projection=True),
     # Class head on real images only (aux_fake_weight 0), full data, 15 epochs: fd_domain 8.35 -> 4.39,
     # coverage 0.21 -> 0.29, gan_test 0.88 -> 0.98, CAS 0.67 -> 0.71 (10 epochs: 5.48, 0.25, 0.97, 0.70).
