@@ -204,7 +204,7 @@ def test_bad_generator_options_are_user_errors(tmp_path, args, fragment):
 
 
 def test_diffaugment_is_on_by_default_for_small_subsets_and_off_for_large_ones():
-    """DiffAugment is for small data (on the full split it slowed cdcgan down, README): the
+    """DiffAugment is for small data (on the full split it held cdcgan back, README): the
     default follows the real images the generator sees, an explicit choice wins, a run's
     config.json keeps what it trained with, and a study cell settles it from its own subset."""
     from ganaug.gan_config import DIFFAUGMENT_MAX_IMAGES, generator_config, generator_config_from_dict

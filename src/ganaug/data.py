@@ -164,6 +164,12 @@ def stratified_order(labels: torch.Tensor, seed: int, num_classes: int) -> list[
     return [rng.permutation(np.flatnonzero(y == c)) for c in range(num_classes)]
 
 
+def approx_train_images(dataset: str, fraction: float, val_fraction: float) -> int:
+    """About how many real training images a run with ``fraction`` gets (its subset less the
+    validation part; ``split_indices`` rounds per class), without loading the data."""
+    return round(get_dataset(dataset).sizes["train"] * fraction * (1 - val_fraction))
+
+
 def per_class_count(available: int, fraction: float) -> int:
     return max(1, int(round(available * fraction)))
 

@@ -176,9 +176,9 @@ class GeneratorConfig:
     @property
     def real_train_images(self) -> int:
         """About how many real images the generator trains on (its subset less the validation part)."""
-        from .data import DATASETS
+        from .data import approx_train_images
 
-        return round(DATASETS[self.dataset].sizes["train"] * self.fraction * (1 - self.val_fraction))
+        return approx_train_images(self.dataset, self.fraction, self.val_fraction)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -187,10 +187,10 @@ class StudyConfig:
 def approx_train_size(cfg: StudyConfig, fraction: float) -> int:
     """Real training images of a cell (the subset less its validation share), for budgets."""
     from .config import ClassifierConfig
-    from .data import get_dataset
+    from .data import approx_train_images
 
     val_fraction = ClassifierConfig.__dataclass_fields__["val_fraction"].default
-    return round(get_dataset(cfg.dataset).sizes["train"] * fraction * (1 - val_fraction))
+    return approx_train_images(cfg.dataset, fraction, val_fraction)
 
 
 def generator_config(cfg: StudyConfig, task: dict, n_real: int):
